@@ -1,0 +1,97 @@
+//! Asking auth whether a bearer token is valid.
+
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use serde::Deserialize;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// auth answered: the token is not acceptable. The text is auth's.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// auth could not be asked, or answered nonsense.
+    #[error("auth service unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+pub struct AuthClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+#[derive(Deserialize)]
+struct Validation {
+    user_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl AuthClient {
+    pub fn new(base_url: &str, timeout: Duration) -> reqwest::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder().timeout(timeout).build()?,
+            base_url: base_url.to_string(),
+        })
+    }
+
+    /// The user the `Authorization` header value belongs to.
+    pub async fn validate(&self, authorization: &HeaderValue) -> Result<Uuid, AuthError> {
+        let response = self
+            .http
+            .get(format!("{}/validate", self.base_url))
+            .header(reqwest::header::AUTHORIZATION, authorization.as_bytes())
+            .send()
+            .await
+            .map_err(|e| AuthError::Unavailable(without_url(&e)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            let reason = response
+                .json::<ErrorBody>()
+                .await
+                .map_or_else(|_| "invalid token".to_string(), |b| b.error);
+            return Err(AuthError::Unauthorized(reason));
+        }
+        if !status.is_success() {
+            return Err(AuthError::Unavailable(format!("auth answered {status}")));
+        }
+        response
+            .json::<Validation>()
+            .await
+            .map(|v| v.user_id)
+            .map_err(|e| AuthError::Unavailable(format!("unexpected answer from auth: {e}")))
+    }
+
+    /// For `/ready`: auth's own `/health` answers 200.
+    pub async fn probe(&self) -> Result<(), String> {
+        let response = self
+            .http
+            .get(format!("{}/health", self.base_url))
+            .send()
+            .await
+            .map_err(|e| without_url(&e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("auth /health answered {}", response.status()))
+        }
+    }
+}
+
+/// reqwest's message, without the URL it appends (which is config, and
+/// noise for a client).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection refused"
+    } else {
+        "request failed"
+    };
+    kind.to_string()
+}

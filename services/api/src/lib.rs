@@ -1,0 +1,137 @@
+//! api: authenticated image upload, task listing and results.
+//!
+//! An upload stores the task and its event in one transaction (the outbox);
+//! the [`outbox::Relay`] publishes events to Kafka and keeps retrying while
+//! the broker is away, so no task is ever left without its event.
+
+mod auth_client;
+mod metrics;
+mod outbox;
+mod routes;
+mod settings;
+mod tasks;
+mod upload;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+pub use auth_client::AuthClient;
+pub use metrics::ApiMetrics;
+pub use settings::Settings;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub auth: AuthClient,
+    pub metrics: ApiMetrics,
+    pub limits: Arc<upload::Limits>,
+    /// Wakes the outbox relay when a task is stored.
+    pub outbox: Arc<Notify>,
+    pub kafka_brokers: String,
+}
+
+/// The tasks and outbox tables. api's versions are its own range, so it can
+/// share a database with auth; the worker runs the same migrations.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    relay: outbox::Relay,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database_max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&settings.database_url)
+            .await
+            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+        migrator()
+            .run(&pool)
+            .await
+            .context("cannot run api's database migrations")?;
+        let metrics = ApiMetrics::new().context("cannot register metrics")?;
+        let wake = Arc::new(Notify::new());
+        let producer = outbox::producer(&settings.kafka_brokers, settings.kafka_message_timeout)
+            .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
+        let relay = outbox::Relay {
+            pool: pool.clone(),
+            producer,
+            brokers: settings.kafka_brokers.clone(),
+            topic: settings.kafka_topic.clone(),
+            partitions: settings.kafka_topic_partitions,
+            timeout: settings.kafka_message_timeout,
+            poll_interval: settings.outbox_poll_interval,
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+        };
+        let state = AppState {
+            pool,
+            auth: AuthClient::new(&settings.auth_service_url, settings.auth_timeout)
+                .context("cannot build the HTTP client for auth")?,
+            metrics,
+            limits: Arc::new(upload::Limits {
+                max_bytes: settings.max_upload_bytes,
+                max_dimension: settings.max_image_dimension,
+            }),
+            outbox: wake,
+            kafka_brokers: settings.kafka_brokers.clone(),
+        };
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        Ok(Self {
+            listener,
+            router: router(state),
+            relay,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves and relays until `shutdown` completes; in-flight requests and
+    /// the relay's current batch finish first.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let relay = tokio::spawn(self.relay.run(stopped));
+        let signal = stop.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                signal.send_replace(true);
+            })
+            .await;
+        // Also when serving failed: the relay must not outlive the server.
+        stop.send_replace(true);
+        if let Err(e) = relay.await {
+            tracing::error!(error = %e, "outbox relay panicked");
+        }
+        served
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}

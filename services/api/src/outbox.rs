@@ -1,0 +1,168 @@
+//! The outbox relay: publishes stored task events to Kafka and deletes them
+//! once the broker has acknowledged them.
+//!
+//! Uploads wake the relay at once; a timer retries what failed. Rows are
+//! claimed with `FOR UPDATE SKIP LOCKED`, so several api replicas can relay
+//! side by side without publishing one event twice in the normal case. A
+//! crash between the broker's ack and the delete republishes an event: the
+//! worker treats a repeated event as a no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use crate::metrics::ApiMetrics;
+
+const BATCH: i64 = 100;
+
+pub struct Relay {
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub brokers: String,
+    pub topic: String,
+    pub partitions: i32,
+    pub timeout: Duration,
+    pub poll_interval: Duration,
+    pub metrics: ApiMetrics,
+    pub wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Topic(#[from] pixelflow_common::kafka::TopicError),
+    #[error("publishing task {task_id} failed: {error}")]
+    Publish { task_id: Uuid, error: String },
+}
+
+/// A producer that gives up on a message after `timeout`, so a broker
+/// outage shows as errors (and retries) rather than an ever-growing queue.
+pub fn producer(brokers: &str, timeout: Duration) -> rdkafka::error::KafkaResult<FutureProducer> {
+    pixelflow_common::kafka::client_config(brokers)
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+}
+
+impl Relay {
+    /// Runs until `shutdown` turns true; the batch under way is finished
+    /// first.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut topic_ready = false;
+        loop {
+            if !topic_ready {
+                topic_ready = self.ensure_topic().await;
+            }
+            if topic_ready {
+                match self.drain().await {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!(error = %e, "outbox relay round failed; retrying"),
+                }
+            }
+            self.refresh_pending().await;
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    async fn ensure_topic(&mut self) -> bool {
+        match pixelflow_common::kafka::ensure_topic(
+            &self.brokers,
+            &self.topic,
+            self.partitions,
+            self.timeout,
+        )
+        .await
+        {
+            Ok(()) => {
+                tracing::info!(topic = %self.topic, "Kafka topic ready");
+                true
+            }
+            Err(e) => {
+                // Pending events cannot go out while the topic is unknown:
+                // that is a failed publish attempt.
+                if self.pending().await.unwrap_or(0) > 0 {
+                    self.metrics.kafka_publish_errors.inc();
+                }
+                tracing::error!(error = %RelayError::from(e), "Kafka topic not ready");
+                false
+            }
+        }
+    }
+
+    /// Publishes everything pending, batch by batch, stopping at the first
+    /// failure (the broker is most likely down; the timer retries).
+    async fn drain(&mut self) -> Result<(), RelayError> {
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
+                "SELECT id, task_id, payload FROM task_outbox \
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for (id, task_id, payload) in rows {
+                let key = task_id.to_string();
+                let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+                match self
+                    .producer
+                    .send(record, Timeout::After(self.timeout))
+                    .await
+                {
+                    Ok(_) => {
+                        sqlx::query("DELETE FROM task_outbox WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        self.metrics.kafka_published.inc();
+                        tracing::info!(%task_id, "task event published");
+                    }
+                    Err((error, _)) => {
+                        self.metrics.kafka_publish_errors.inc();
+                        let error = error.to_string();
+                        sqlx::query(
+                            "UPDATE task_outbox SET attempts = attempts + 1, last_error = $2 \
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(&error)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        return Err(RelayError::Publish { task_id, error });
+                    }
+                }
+            }
+            tx.commit().await?;
+        }
+    }
+
+    async fn pending(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM task_outbox")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    async fn refresh_pending(&self) {
+        match self.pending().await {
+            Ok(n) => self.metrics.outbox_pending.set(n),
+            Err(e) => tracing::error!(error = %e, "cannot count pending task events"),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! api's HTTP routes.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pixelflow_common::error::ApiError;
+use pixelflow_common::health::{ready_response, Check};
+use pixelflow_common::http_metrics::standard_routes;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth_client::AuthError;
+use crate::{tasks, upload, AppState};
+
+/// Multipart framing around the image may add a little to the body.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let http = state.metrics.http.clone();
+    let registry = state.metrics.registry.clone();
+    let body_limit = state.limits.max_bytes + MULTIPART_OVERHEAD;
+    let routes = Router::new()
+        .route(
+            "/api/upload",
+            post(upload).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/api/tasks", get(list))
+        .route("/api/tasks/{id}", get(get_task))
+        .route("/api/tasks/{id}/result", get(result))
+        .route("/ready", get(ready))
+        .with_state(state);
+    http.layer(standard_routes(routes, registry))
+}
+
+/// The caller, as auth vouches for it.
+pub struct AuthUser(pub Uuid);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization header"))?;
+        match state.auth.validate(header).await {
+            Ok(user_id) => Ok(Self(user_id)),
+            Err(AuthError::Unauthorized(reason)) => Err(ApiError::unauthorized(reason)),
+            Err(e @ AuthError::Unavailable(_)) => {
+                tracing::error!(error = %e, "cannot validate token");
+                Err(ApiError::unavailable(
+                    "authentication is unavailable, try again later",
+                ))
+            }
+        }
+    }
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let image = upload::read(req, &state.limits).await.inspect_err(|e| {
+        tracing::warn!(%user_id, error = %e.message, "upload refused");
+    })?;
+    let task = tasks::create(&state.pool, user_id, &image)
+        .await
+        .map_err(|e| ApiError::internal("cannot store task", &e))?;
+    state.outbox.notify_one();
+    state.metrics.tasks_created.inc();
+    tracing::info!(%user_id, task_id = %task.id, bytes = image.bytes.len(), "task created");
+    Ok((StatusCode::CREATED, Json(task)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+const DEFAULT_LIST_LIMIT: i64 = 50;
+const MAX_LIST_LIMIT: i64 = 500;
+
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<tasks::Task>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIST_LIMIT}"
+        )));
+    }
+    let tasks = tasks::list(&state.pool, user_id, limit)
+        .await
+        .map_err(|e| ApiError::internal("cannot list tasks", &e))?;
+    state.metrics.tasks_retrieved.inc();
+    Ok(Json(tasks))
+}
+
+fn task_id(path: Result<Path<Uuid>, PathRejection>) -> Result<Uuid, ApiError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| ApiError::bad_request("task id must be a UUID"))
+}
+
+fn no_such_task() -> ApiError {
+    ApiError::not_found("no such task")
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    path: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<tasks::Task>, ApiError> {
+    let id = task_id(path)?;
+    let task = tasks::get(&state.pool, user_id, id)
+        .await
+        .map_err(|e| ApiError::internal("cannot read task", &e))?
+        .ok_or_else(no_such_task)?;
+    state.metrics.tasks_retrieved.inc();
+    Ok(Json(task))
+}
+
+async fn result(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    path: Result<Path<Uuid>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = task_id(path)?;
+    let (status, error, result) = tasks::result(&state.pool, user_id, id)
+        .await
+        .map_err(|e| ApiError::internal("cannot read task result", &e))?
+        .ok_or_else(no_such_task)?;
+    match (status.as_str(), result) {
+        ("COMPLETED", Some(png)) => {
+            state.metrics.tasks_retrieved.inc();
+            Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
+        }
+        ("FAILED", _) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "task failed: {}",
+                error.unwrap_or_else(|| "no reason recorded".into())
+            ),
+        )),
+        (status, _) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("task is {status}; its result is not ready yet"),
+        )),
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let timeout = Duration::from_secs(2);
+    let (db, broker, auth) = tokio::join!(
+        Check::run("database", timeout, async {
+            sqlx::query("SELECT 1")
+                .execute(&state.pool)
+                .await
+                .map(|_| ())
+        }),
+        Check::run(
+            "kafka",
+            timeout,
+            pixelflow_common::kafka::probe(&state.kafka_brokers, timeout)
+        ),
+        Check::run("auth", timeout, state.auth.probe()),
+    );
+    ready_response(vec![db, broker, auth])
+}

@@ -1,0 +1,92 @@
+//! api's configuration, from environment variables.
+
+use std::time::Duration;
+
+use pixelflow_common::settings::{positive, Env, SettingsError};
+
+/// Everything api reads from its environment, with the defaults it uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOST` (default `0.0.0.0`).
+    pub host: String,
+    /// `PORT` (default 8080). 0 picks a free port (tests).
+    pub port: u16,
+    /// `DATABASE_URL` (default `postgres://postgres:postgres@localhost:5432/pixelflow`).
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS` (default 10).
+    pub database_max_connections: u32,
+    /// `KAFKA_BROKERS` (default `localhost:9092`): comma-separated host:port.
+    pub kafka_brokers: String,
+    /// `KAFKA_TOPIC` (default `image-tasks`).
+    pub kafka_topic: String,
+    /// `KAFKA_TOPIC_PARTITIONS` (default 3): used when api creates the topic.
+    pub kafka_topic_partitions: i32,
+    /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 5000): how long one publish may
+    /// take before it counts as failed and is retried later.
+    pub kafka_message_timeout: Duration,
+    /// `OUTBOX_POLL_INTERVAL_MS` (default 1000): how often unpublished tasks
+    /// are retried (new tasks are published at once).
+    pub outbox_poll_interval: Duration,
+    /// `AUTH_SERVICE_URL` (default `http://localhost:50051`).
+    pub auth_service_url: String,
+    /// `AUTH_TIMEOUT_MS` (default 3000).
+    pub auth_timeout: Duration,
+    /// `MAX_UPLOAD_BYTES` (default 10 MiB).
+    pub max_upload_bytes: usize,
+    /// `MAX_IMAGE_DIMENSION` (default 10000): the largest width or height
+    /// accepted, read from the image header before anything is decoded.
+    pub max_image_dimension: u32,
+    /// `LOG_LEVEL` (default `info`).
+    pub log_level: String,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let millis = |name, default: u64| -> Result<Duration, SettingsError> {
+            Ok(Duration::from_millis(env.checked(name, default, positive)?))
+        };
+        Ok(Self {
+            host: env.or("HOST", "0.0.0.0".to_string())?,
+            port: env.or("PORT", 8080)?,
+            database_url: env.or(
+                "DATABASE_URL",
+                "postgres://postgres:postgres@localhost:5432/pixelflow".to_string(),
+            )?,
+            database_max_connections: env.checked("DATABASE_MAX_CONNECTIONS", 10, positive)?,
+            kafka_brokers: env.or("KAFKA_BROKERS", "localhost:9092".to_string())?,
+            kafka_topic: env.or("KAFKA_TOPIC", "image-tasks".to_string())?,
+            kafka_topic_partitions: env.checked("KAFKA_TOPIC_PARTITIONS", 3, positive)?,
+            kafka_message_timeout: millis("KAFKA_MESSAGE_TIMEOUT_MS", 5000)?,
+            outbox_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)?,
+            auth_service_url: env
+                .or("AUTH_SERVICE_URL", "http://localhost:50051".to_string())?
+                .trim_end_matches('/')
+                .to_string(),
+            auth_timeout: millis("AUTH_TIMEOUT_MS", 3000)?,
+            max_upload_bytes: env.checked("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, positive)?,
+            max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
+            log_level: env.or("LOG_LEVEL", "info".to_string())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let s = Settings::from_env(&Env::from_map(Default::default())).expect("defaults");
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.kafka_topic, "image-tasks");
+        assert_eq!(s.kafka_topic_partitions, 3);
+        assert_eq!(s.max_upload_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn a_zero_upload_limit_is_refused_by_name() {
+        let env = Env::from_map([("MAX_UPLOAD_BYTES".to_string(), "0".to_string())].into());
+        let err = Settings::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains("MAX_UPLOAD_BYTES"), "{err}");
+    }
+}

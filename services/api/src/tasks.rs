@@ -1,0 +1,97 @@
+//! The tasks table as api sees it: create (with its outbox row, in one
+//! transaction), list, read, read the result.
+
+use chrono::{DateTime, Utc};
+use pixelflow_common::kafka::TaskCreated;
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::upload::Upload;
+
+/// A task as clients see it: never the image bytes.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Task {
+    pub id: Uuid,
+    pub status: String,
+    pub content_type: String,
+    pub width: i32,
+    pub height: i32,
+    pub result_width: Option<i32>,
+    pub result_height: Option<i32>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const TASK_COLUMNS: &str = "id, status, content_type, width, height, result_width, \
+     result_height, error, created_at, updated_at";
+
+/// Stores the task and its event in one transaction: either both exist or
+/// neither does, so a task can never miss its event.
+pub async fn create(pool: &PgPool, user_id: Uuid, upload: &Upload) -> Result<Task, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let task: Task = sqlx::query_as(&format!(
+        "INSERT INTO tasks (id, user_id, status, content_type, width, height, image) \
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6) RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(user_id)
+    .bind(upload.content_type)
+    .bind(i32::try_from(upload.width).unwrap_or(i32::MAX))
+    .bind(i32::try_from(upload.height).unwrap_or(i32::MAX))
+    .bind(upload.bytes.as_ref())
+    .fetch_one(&mut *tx)
+    .await?;
+    let event = TaskCreated {
+        task_id: task.id,
+        user_id,
+        content_type: task.content_type.clone(),
+        created_at: task.created_at,
+    };
+    let payload = serde_json::to_string(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO task_outbox (task_id, payload) VALUES ($1, $2)")
+        .bind(task.id)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(task)
+}
+
+/// The user's tasks, newest first.
+pub async fn list(pool: &PgPool, user_id: Uuid, limit: i64) -> Result<Vec<Task>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1 \
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One of the user's tasks; someone else's is `None`, like a missing one.
+pub async fn get(pool: &PgPool, user_id: Uuid, id: Uuid) -> Result<Option<Task>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The thumbnail of one of the user's tasks, with the task's status and
+/// error so a caller can say why there is none yet.
+pub async fn result(
+    pool: &PgPool,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<(String, Option<String>, Option<Vec<u8>>)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, error, result FROM tasks WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+}

@@ -1,0 +1,235 @@
+//! Reading and checking an uploaded image before anything is stored.
+//!
+//! Only the header is read here: the worker does the decoding, under its
+//! own limits. Refusing oversized dimensions at the door keeps
+//! decompression bombs out of the store entirely.
+
+use std::io::Cursor;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::{header, StatusCode};
+use bytes::Bytes;
+use image::{ImageFormat, ImageReader};
+use pixelflow_common::error::ApiError;
+
+/// An image that passed every check at the door.
+#[derive(Debug)]
+pub struct Upload {
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_dimension: u32,
+}
+
+const SUPPORTED: &str =
+    "send image/png or image/jpeg as the body, or multipart/form-data with an `image` field";
+
+/// Reads the image from `req` (raw body or multipart field `image`) and
+/// checks it.
+pub async fn read(req: Request, limits: &Limits) -> Result<Upload, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let (bytes, declared) = match declared.as_str() {
+        "image/png" | "image/jpeg" | "image/jpg" => (
+            read_body(req.into_body(), limits.max_bytes).await?,
+            Some(declared),
+        ),
+        "multipart/form-data" => read_multipart(req, limits.max_bytes).await?,
+        "" => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("missing Content-Type: {SUPPORTED}"),
+            ))
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Type {other:?}: {SUPPORTED}"),
+            ))
+        }
+    };
+    inspect(bytes, declared.as_deref(), limits)
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("image larger than {max} bytes"),
+    )
+}
+
+async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        let over_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            too_large(max)
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+async fn read_multipart(req: Request, max: usize) -> Result<(Bytes, Option<String>), ApiError> {
+    let mut multipart = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    loop {
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e, max))?;
+        let Some(field) = field else {
+            return Err(ApiError::bad_request("multipart body has no `image` field"));
+        };
+        if field.name() != Some("image") {
+            continue;
+        }
+        let declared = field
+            .content_type()
+            .map(|c| c.to_ascii_lowercase())
+            .filter(|c| c != "application/octet-stream");
+        let bytes = field.bytes().await.map_err(|e| multipart_error(e, max))?;
+        if bytes.len() > max {
+            return Err(too_large(max));
+        }
+        return Ok((bytes, declared));
+    }
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, max: usize) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(max)
+    } else {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
+/// Checks the bytes: non-empty, really PNG or JPEG (and what was declared,
+/// if anything was), dimensions readable and within limits.
+pub fn inspect(bytes: Bytes, declared: Option<&str>, limits: &Limits) -> Result<Upload, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the image is empty"));
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(too_large(limits.max_bytes));
+    }
+    let format = image::guess_format(&bytes)
+        .map_err(|_| ApiError::bad_request("the body is not a PNG or JPEG image"))?;
+    let content_type = match format {
+        ImageFormat::Png => "image/png",
+        ImageFormat::Jpeg => "image/jpeg",
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("{other:?} images are not supported: {SUPPORTED}"),
+            ))
+        }
+    };
+    if let Some(declared) = declared {
+        let declared = if declared == "image/jpg" {
+            "image/jpeg"
+        } else {
+            declared
+        };
+        if declared.starts_with("image/") && declared != content_type {
+            return Err(ApiError::bad_request(format!(
+                "declared {declared} but the bytes are {content_type}"
+            )));
+        }
+    }
+    let (width, height) = ImageReader::with_format(Cursor::new(&bytes), format)
+        .into_dimensions()
+        .map_err(|e| ApiError::bad_request(format!("the image header is unreadable: {e}")))?;
+    if width == 0 || height == 0 {
+        return Err(ApiError::bad_request("the image has no pixels"));
+    }
+    if width > limits.max_dimension || height > limits.max_dimension {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "image is {width}x{height}; at most {0}x{0} is accepted",
+                limits.max_dimension
+            ),
+        ));
+    }
+    Ok(Upload {
+        bytes,
+        content_type,
+        width,
+        height,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_bytes: 1024 * 1024,
+        max_dimension: 10_000,
+    };
+
+    #[test]
+    fn a_real_png_passes_with_its_dimensions() {
+        let upload = inspect(
+            pixelflow_testkit::png(40, 30).into(),
+            Some("image/png"),
+            &LIMITS,
+        )
+        .expect("accepted");
+        assert_eq!(
+            (upload.width, upload.height, upload.content_type),
+            (40, 30, "image/png")
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_image_is_refused_before_decoding() {
+        let err = inspect(
+            pixelflow_testkit::png_claiming(100_000, 100_000).into(),
+            None,
+            &LIMITS,
+        )
+        .unwrap_err();
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(err.message.contains("100000x100000"), "{}", err.message);
+    }
+
+    #[test]
+    fn bytes_that_are_not_an_image_are_a_bad_request() {
+        let err = inspect(Bytes::from_static(b"hello, world"), None, &LIMITS).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_jpeg_declared_as_png_is_refused() {
+        let err = inspect(
+            pixelflow_testkit::jpeg(8, 8).into(),
+            Some("image/png"),
+            &LIMITS,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("declared image/png"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Spawns auth and api in-process on port 0, sharing one fresh database (as
+//! they may in production), with api publishing to a topic of its own.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::time::Duration;
+
+use pixelflow_common::settings::Env;
+use pixelflow_testkit::Metrics;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "test-secret-0123456789";
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    Env::from_map(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// Starts auth against `database_url`; returns its base URL.
+pub async fn spawn_auth(database_url: &str) -> String {
+    let settings = pixelflow_auth::Settings::from_env(&env(&[
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("DATABASE_URL", database_url),
+        ("JWT_SECRET", SECRET),
+        ("DATABASE_MAX_CONNECTIONS", "3"),
+    ]))
+    .expect("auth settings");
+    let app = pixelflow_auth::Application::build(settings)
+        .await
+        .expect("auth builds");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    base
+}
+
+pub struct TestApi {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub database_url: String,
+    pub topic: String,
+    pub brokers: String,
+    /// auth's base URL (unreachable when the test chose so).
+    pub auth: String,
+}
+
+pub struct Options {
+    pub brokers: String,
+    pub auth_url: Option<String>,
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            brokers: pixelflow_testkit::kafka_brokers(),
+            auth_url: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+pub async fn spawn_api() -> TestApi {
+    spawn_api_with(Options::default()).await
+}
+
+pub async fn spawn_api_with(options: Options) -> TestApi {
+    let database_url = pixelflow_testkit::fresh_database().await;
+    let auth_url = match options.auth_url {
+        Some(url) => url,
+        None => spawn_auth(&database_url).await,
+    };
+    let topic = pixelflow_testkit::unique("image-tasks-");
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", "0".into()),
+        ("DATABASE_URL", database_url.clone()),
+        ("DATABASE_MAX_CONNECTIONS", "4".into()),
+        ("KAFKA_BROKERS", options.brokers.clone()),
+        ("KAFKA_TOPIC", topic.clone()),
+        ("AUTH_SERVICE_URL", auth_url.clone()),
+        ("OUTBOX_POLL_INTERVAL_MS", "200".into()),
+    ];
+    pairs.extend(options.extra);
+    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let settings = pixelflow_api::Settings::from_env(&env(&borrowed)).expect("api settings");
+    let app = pixelflow_api::Application::build(settings)
+        .await
+        .expect("api builds");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    TestApi {
+        base,
+        http: reqwest::Client::new(),
+        database_url,
+        topic,
+        brokers: options.brokers,
+        auth: auth_url,
+    }
+}
+
+impl TestApi {
+    /// Registers and logs in a fresh user through auth; returns the bearer
+    /// header value and the user id.
+    pub async fn user(&self) -> (String, String) {
+        let auth_base = &self.auth;
+        let email = format!("{}@example.com", pixelflow_testkit::unique("user-"));
+        let registered: Value = self
+            .http
+            .post(format!("{auth_base}/register"))
+            .json(&json!({ "email": email, "password": "correct horse" }))
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("register json");
+        let login: Value = self
+            .http
+            .post(format!("{auth_base}/login"))
+            .json(&json!({ "email": email, "password": "correct horse" }))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login json");
+        (
+            format!("Bearer {}", login["token"].as_str().expect("token")),
+            registered["user_id"].as_str().expect("user_id").to_string(),
+        )
+    }
+
+    pub async fn upload(
+        &self,
+        bearer: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/upload", self.base))
+            .header("Authorization", bearer)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("upload");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, bearer: &str, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", bearer)
+            .send()
+            .await
+            .expect("get");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::scrape(&format!("{}/metrics", self.base)).await
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.database_url).await.expect("db")
+    }
+
+    /// Reads `count` events from this api's topic, from the beginning, as
+    /// (key, payload) pairs.
+    pub async fn consume(&self, count: usize) -> Vec<(String, Value)> {
+        let consumer: StreamConsumer = pixelflow_common::kafka::client_config(&self.brokers)
+            .set("group.id", pixelflow_testkit::unique("test-reader-"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[&self.topic]).expect("subscribe");
+        let mut events = Vec::new();
+        while events.len() < count {
+            let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+                .await
+                .expect("an event within 30 s")
+                .expect("receive");
+            let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+            let payload = serde_json::from_slice(message.payload().unwrap_or_default())
+                .expect("the event is JSON");
+            events.push((key, payload));
+        }
+        events
+    }
+}

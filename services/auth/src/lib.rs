@@ -1,0 +1,109 @@
+//! auth: register, login (JWT) and token validation over HTTP.
+//!
+//! [`Application::build`] turns typed [`Settings`] into a bound listener and
+//! a router; [`Application::run`] serves until the caller's shutdown future
+//! completes. `main.rs` only reads the environment and waits for SIGTERM;
+//! tests build the same application on port 0 against a fresh database.
+
+mod metrics;
+mod password;
+mod routes;
+mod settings;
+mod token;
+mod users;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub use metrics::AuthMetrics;
+pub use settings::Settings;
+pub use token::{Claims, TokenKeys};
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub tokens: Arc<TokenKeys>,
+    pub metrics: AuthMetrics,
+    /// A real hash of a random password, verified against on unknown emails
+    /// so that "no such user" takes as long as "wrong password".
+    pub decoy_hash: Arc<str>,
+}
+
+/// The users table and anything after it. Versions are auth's own range so
+/// auth can share a database with api: each ignores the other's migrations.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Connects to PostgreSQL, runs migrations, registers metrics and binds
+    /// the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.database_max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&settings.database_url)
+            .await
+            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+        migrator()
+            .run(&pool)
+            .await
+            .context("cannot run auth's database migrations")?;
+        let state = AppState {
+            pool,
+            tokens: Arc::new(TokenKeys::new(
+                settings.jwt_secret.as_bytes(),
+                settings.token_ttl,
+            )),
+            metrics: AuthMetrics::new().context("cannot register metrics")?,
+            decoy_hash: password::hash(uuid::Uuid::new_v4().to_string())
+                .await
+                .context("cannot prepare the decoy password hash")?
+                .into(),
+        };
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has an address; this cannot fail after bind.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// The whole HTTP surface of auth.
+pub fn router(state: AppState) -> Router {
+    routes::router(state)
+}

@@ -1,0 +1,255 @@
+//! auth's HTTP routes.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pixelflow_common::error::ApiError;
+use pixelflow_common::health::{ready_response, Check};
+use pixelflow_common::http_metrics::standard_routes;
+use pixelflow_common::json::JsonBody;
+use serde::Deserialize;
+
+use crate::token::TokenError;
+use crate::{password, users, AppState};
+
+/// Credentials are small; anything bigger is refused before parsing.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+const MAX_EMAIL_LEN: usize = 254;
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Argon2 would happily hash megabytes; there is no reason to let it.
+const MAX_PASSWORD_LEN: usize = 1024;
+
+pub fn router(state: AppState) -> Router {
+    let http = state.metrics.http.clone();
+    let registry = state.metrics.registry.clone();
+    let routes = Router::new()
+        .route("/register", post(register))
+        .route("/login", post(login))
+        .route("/validate", get(validate))
+        .route("/ready", get(ready))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    http.layer(standard_routes(routes, registry))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+impl Credentials {
+    /// The normalised email, or what is wrong with the input.
+    fn validated(&self) -> Result<String, ApiError> {
+        let email = self.email.trim().to_lowercase();
+        validate_email(&email).map_err(ApiError::bad_request)?;
+        if self.password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(ApiError::bad_request(format!(
+                "password must be at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        if self.password.len() > MAX_PASSWORD_LEN {
+            return Err(ApiError::bad_request(format!(
+                "password must be at most {MAX_PASSWORD_LEN} bytes"
+            )));
+        }
+        Ok(email)
+    }
+}
+
+/// A deliberately plain check: one `@`, something before it, a dotted
+/// domain after it, no spaces or control characters.
+fn validate_email(email: &str) -> Result<(), String> {
+    if email.is_empty() {
+        return Err("email is required".into());
+    }
+    if email.len() > MAX_EMAIL_LEN {
+        return Err(format!("email must be at most {MAX_EMAIL_LEN} characters"));
+    }
+    let malformed = || Err("email is malformed".to_string());
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return malformed();
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(())
+        }
+        _ => malformed(),
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    JsonBody(credentials): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let email = credentials.validated()?;
+    let hash = password::hash(credentials.password)
+        .await
+        .map_err(|e| ApiError::internal("cannot hash password", &e))?;
+    let inserted = users::insert(&state.pool, &state.metrics.db_query_duration, &email, &hash)
+        .await
+        .map_err(|e| ApiError::internal("cannot store user", &e))?;
+    match inserted {
+        Some(user_id) => {
+            state.metrics.registrations.inc();
+            tracing::info!(%user_id, "user registered");
+            Ok((
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "user_id": user_id })),
+            )
+                .into_response())
+        }
+        None => {
+            tracing::warn!("registration refused: email already registered");
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "email already registered",
+            ))
+        }
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    JsonBody(credentials): JsonBody<Credentials>,
+) -> Result<Response, ApiError> {
+    let email = credentials.email.trim().to_lowercase();
+    let user = users::find_by_email(&state.pool, &state.metrics.db_query_duration, &email)
+        .await
+        .map_err(|e| ApiError::internal("cannot look up user", &e))?;
+    // Unknown emails are checked against a decoy hash, so both failures take
+    // the same time and get the same answer.
+    let (user_id, phc) = match &user {
+        Some(u) => (Some(u.id), u.password_hash.clone()),
+        None => (None, state.decoy_hash.to_string()),
+    };
+    let matches = password::verify(credentials.password, phc)
+        .await
+        .map_err(|e| ApiError::internal("cannot verify password", &e))?;
+    let user_id = match (user_id, matches) {
+        (Some(id), true) => id,
+        _ => {
+            state.metrics.logins.with_label_values(&["failure"]).inc();
+            match user_id {
+                Some(user_id) => tracing::warn!(%user_id, "login failed: wrong password"),
+                None => tracing::warn!("login failed: unknown email"),
+            }
+            return Err(ApiError::unauthorized("invalid email or password"));
+        }
+    };
+    let (token, expires_at) = state
+        .tokens
+        .issue_at(user_id, chrono::Utc::now())
+        .map_err(|e| ApiError::internal("cannot sign token", &e))?;
+    state.metrics.logins.with_label_values(&["success"]).inc();
+    tracing::info!(%user_id, "user logged in");
+    Ok(Json(serde_json::json!({
+        "token": token,
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }))
+    .into_response())
+}
+
+/// The token in `Authorization: Bearer <token>`, or why there is none.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, &'static str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or("missing Authorization header")?
+        .to_str()
+        .map_err(|_| "malformed Authorization header")?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim())
+        }
+        _ => Err("Authorization header must be 'Bearer <token>'"),
+    }
+}
+
+async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let result = bearer_token(&headers)
+        .map_err(str::to_string)
+        .and_then(|token| {
+            state.tokens.validate(token).map_err(|e| match e {
+                TokenError::Expired => "token expired".to_string(),
+                TokenError::Invalid(_) => "token invalid".to_string(),
+            })
+        });
+    match result {
+        Ok(user_id) => {
+            state
+                .metrics
+                .validations
+                .with_label_values(&["valid"])
+                .inc();
+            Ok(Json(serde_json::json!({ "valid": true, "user_id": user_id })).into_response())
+        }
+        Err(reason) => {
+            state
+                .metrics
+                .validations
+                .with_label_values(&["invalid"])
+                .inc();
+            tracing::warn!(error = %reason, "token validation failed");
+            Err(ApiError::unauthorized(reason))
+        }
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let db = Check::run("database", Duration::from_secs(2), async {
+        sqlx::query("SELECT 1")
+            .execute(&state.pool)
+            .await
+            .map(|_| ())
+    })
+    .await;
+    ready_response(vec![db])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_emails_pass_and_malformed_ones_do_not() {
+        assert!(validate_email("ada@example.com").is_ok());
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@localhost",
+            "a da@example.com",
+            "a@b@c.com",
+            "ada@.com",
+            "ada@example.",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad:?} passed");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), Err("missing Authorization header"));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().expect("header"));
+        assert!(bearer_token(&headers).is_err());
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer abc.def".parse().expect("header"),
+        );
+        assert_eq!(bearer_token(&headers), Ok("abc.def"));
+    }
+}

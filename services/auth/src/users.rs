@@ -1,0 +1,60 @@
+//! The users table, with every query timed into
+//! `auth_db_query_duration_seconds{query_type}`.
+
+use std::future::Future;
+
+use prometheus::HistogramVec;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub struct StoredUser {
+    pub id: Uuid,
+    pub password_hash: String,
+}
+
+async fn timed<T>(histogram: &HistogramVec, query_type: &str, query: impl Future<Output = T>) -> T {
+    let timer = histogram.with_label_values(&[query_type]).start_timer();
+    let result = query.await;
+    timer.observe_duration();
+    result
+}
+
+/// Inserts a user; `None` when the email is taken.
+pub async fn insert(
+    pool: &PgPool,
+    histogram: &HistogramVec,
+    email: &str,
+    password_hash: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let id = Uuid::new_v4();
+    let inserted = timed(
+        histogram,
+        "insert_user",
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(id)
+        .bind(email)
+        .bind(password_hash)
+        .execute(pool),
+    )
+    .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+pub async fn find_by_email(
+    pool: &PgPool,
+    histogram: &HistogramVec,
+    email: &str,
+) -> Result<Option<StoredUser>, sqlx::Error> {
+    let row: Option<(Uuid, String)> = timed(
+        histogram,
+        "select_user_by_email",
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(pool),
+    )
+    .await?;
+    Ok(row.map(|(id, password_hash)| StoredUser { id, password_hash }))
+}

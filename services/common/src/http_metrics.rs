@@ -1,0 +1,190 @@
+//! RED metrics and the request log for an axum service.
+//!
+//! [`HttpMetrics::layer`] wraps a service's router: every request except
+//! `GET /metrics` increments `<prefix>_requests_total{method,endpoint,status}`
+//! and observes `<prefix>_request_duration_seconds{method,endpoint}`, and is
+//! logged once as a JSON line at a level chosen by its status. `endpoint` is
+//! the route template (`/api/tasks/{id}`), never the raw path, so ids cannot
+//! blow up the series count.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+use crate::metrics::{register, LATENCY_BUCKETS};
+
+/// The `endpoint` label of requests that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl HttpMetrics {
+    /// Registers `<prefix>_requests_total` and
+    /// `<prefix>_request_duration_seconds` in `registry`.
+    pub fn new(prefix: &str, registry: &Registry) -> prometheus::Result<Self> {
+        let requests = register(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    format!("{prefix}_requests_total"),
+                    "HTTP requests handled, by method, route template and status code.",
+                ),
+                &["method", "endpoint", "status"],
+            )?,
+        )?;
+        let duration = register(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    format!("{prefix}_request_duration_seconds"),
+                    "Time to handle an HTTP request, by method and route template.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["method", "endpoint"],
+            )?,
+        )?;
+        Ok(Self { requests, duration })
+    }
+
+    /// Wraps `router` so each request is measured and logged.
+    pub fn layer(self, router: Router) -> Router {
+        router.layer(middleware::from_fn_with_state(self, track))
+    }
+}
+
+async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    if endpoint == "/metrics" {
+        return next.run(req).await;
+    }
+    let method = req.method().as_str().to_owned();
+    // The raw path goes to the log (useful when debugging one request), never
+    // into a label.
+    let path = req.uri().path().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = response.status();
+
+    metrics
+        .requests
+        .with_label_values(&[&method, &endpoint, status.as_str()])
+        .inc();
+    metrics
+        .duration
+        .with_label_values(&[&method, &endpoint])
+        .observe(elapsed.as_secs_f64());
+
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let status = status.as_u16();
+    if status >= 500 {
+        tracing::error!(%method, %path, %endpoint, status, duration_ms, "request failed");
+    } else if status >= 400 {
+        tracing::warn!(%method, %path, %endpoint, status, duration_ms, "request rejected");
+    } else {
+        tracing::info!(%method, %path, %endpoint, status, duration_ms, "request handled");
+    }
+    response
+}
+
+/// `/health`, `/metrics` and the JSON fallbacks every service has.
+/// Each service adds its own `/ready`, since what it depends on differs.
+pub fn standard_routes(router: Router, registry: Registry) -> Router {
+    router
+        .route("/health", axum::routing::get(crate::health::health))
+        .route(
+            "/metrics",
+            axum::routing::get(crate::metrics::serve).with_state(registry),
+        )
+        .fallback(crate::error::not_found)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    fn app(registry: &Registry) -> Router {
+        let router = Router::new().route("/items/{id}", get(|| async { "item" }));
+        let router = standard_routes(router, registry.clone());
+        HttpMetrics::new("test", registry)
+            .expect("metrics register")
+            .layer(router)
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str) -> u16 {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        app.clone()
+            .oneshot(req)
+            .await
+            .expect("infallible")
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn requests_are_labelled_by_route_template_not_raw_path() {
+        let registry = Registry::new();
+        let app = app(&registry);
+        assert_eq!(call(&app, "GET", "/items/1").await, 200);
+        assert_eq!(call(&app, "GET", "/items/2").await, 200);
+        let text = crate::metrics::encode(&registry).expect("encode");
+        assert!(
+            text.contains(
+                r#"test_requests_total{endpoint="/items/{id}",method="GET",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("/items/1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_share_one_label_and_get_a_json_404() {
+        let registry = Registry::new();
+        let app = app(&registry);
+        assert_eq!(call(&app, "GET", "/nope/123").await, 404);
+        let text = crate::metrics::encode(&registry).expect("encode");
+        assert!(
+            text.contains(
+                r#"test_requests_total{endpoint="unmatched",method="GET",status="404"} 1"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn scrapes_of_metrics_are_not_counted() {
+        let registry = Registry::new();
+        let app = app(&registry);
+        assert_eq!(call(&app, "GET", "/metrics").await, 200);
+        assert_eq!(call(&app, "GET", "/metrics").await, 200);
+        let text = crate::metrics::encode(&registry).expect("encode");
+        assert!(!text.contains("/metrics"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_405() {
+        let registry = Registry::new();
+        let app = app(&registry);
+        assert_eq!(call(&app, "DELETE", "/health").await, 405);
+    }
+}

@@ -1,0 +1,98 @@
+//! What api and worker share about Kafka: the task event on the wire, the
+//! topic's creation, and the broker readiness probe.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// The event published to `image-tasks` for every new task, keyed by task id.
+/// The image itself stays in the task store; the event only points at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCreated {
+    pub task_id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub content_type: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A client configuration for `brokers` with the settings every PixelFlow
+/// client wants.
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        // Without this librdkafka logs every failed reconnect to stderr, in
+        // its own format; failures reach our JSON logs through results.
+        .set("log_level", "3");
+    config
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("cannot create a Kafka admin client for {brokers}: {source}")]
+    Client { brokers: String, source: KafkaError },
+    #[error("cannot create topic {topic} on {brokers}: {reason}")]
+    Create {
+        topic: String,
+        brokers: String,
+        reason: String,
+    },
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists already.
+pub async fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(brokers)
+            .create()
+            .map_err(|source| TopicError::Client {
+                brokers: brokers.into(),
+                source,
+            })?;
+    let create_error = |reason: String| TopicError::Create {
+        topic: topic.into(),
+        brokers: brokers.into(),
+        reason,
+    };
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|e| create_error(e.to_string()))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(create_error(code.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a broker in `brokers` answers a metadata request in time.
+pub async fn probe(brokers: &str, timeout: Duration) -> Result<(), String> {
+    let config = client_config(brokers);
+    // fetch_metadata blocks its thread; keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer =
+            config.create().map_err(|e| e.to_string())?;
+        consumer
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}

@@ -1,0 +1,17 @@
+//! What the three PixelFlow services truly share.
+//!
+//! Each service builds its own router and state; this crate gives them the
+//! same settings rules, the same JSON log shape, the same RED metrics and
+//! health endpoints, and the same JSON error body, so that `pixelflowctl`
+//! and dashboards can treat the three alike.
+
+pub mod error;
+pub mod health;
+pub mod http_metrics;
+pub mod json;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+pub mod logging;
+pub mod metrics;
+pub mod settings;
+pub mod shutdown;

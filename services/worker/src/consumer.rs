@@ -1,0 +1,166 @@
+//! The consume loop: one event at a time, offset committed only once the
+//! task's outcome is stored (at-least-once delivery; repeats are no-ops).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pixelflow_common::kafka::TaskCreated;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::metrics::WorkerMetrics;
+use crate::store;
+use crate::thumbnail::{self, Limits};
+
+pub struct TaskConsumer {
+    pub consumer: StreamConsumer,
+    pub pool: PgPool,
+    pub metrics: WorkerMetrics,
+    pub limits: Arc<Limits>,
+    pub retry_interval: Duration,
+}
+
+/// A consumer in `group` that commits by hand.
+pub fn consumer(brokers: &str, group: &str) -> rdkafka::error::KafkaResult<StreamConsumer> {
+    pixelflow_common::kafka::client_config(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+/// Decrements the active-tasks gauge however processing ends.
+struct Active<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Active<'a> {
+    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+enum Handled {
+    /// Stored (or nothing to do): commit the offset.
+    Done,
+    /// Shutdown came while the database was failing: leave the offset, the
+    /// next consumer gets the event again.
+    Abandoned,
+}
+
+impl TaskConsumer {
+    /// Consumes until `shutdown` turns true. The event in hand is finished
+    /// and committed first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let received = tokio::select! {
+                m = self.consumer.recv() => m,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            match received {
+                Ok(message) => {
+                    if let Handled::Done = self.handle(&message, &mut shutdown).await {
+                        self.commit(&message);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.consumption_errors.inc();
+                    tracing::error!(error = %e, "cannot receive from Kafka");
+                    if self.pause(&mut shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!("consumer stopped");
+    }
+
+    /// Waits out the retry interval; true when shutdown came meanwhile.
+    async fn pause(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(self.retry_interval) => false,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        }
+    }
+
+    fn commit(&self, message: &BorrowedMessage<'_>) {
+        if let Err(e) = self.consumer.commit_message(message, CommitMode::Sync) {
+            self.metrics.consumption_errors.inc();
+            tracing::error!(error = %e, partition = message.partition(), offset = message.offset(), "cannot commit offset");
+        }
+    }
+
+    async fn handle(
+        &self,
+        message: &BorrowedMessage<'_>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
+        self.metrics.consumed.inc();
+        let event = match message.payload().map(serde_json::from_slice::<TaskCreated>) {
+            Some(Ok(event)) => event,
+            other => {
+                // A message we cannot read will not become readable: skip it
+                // (commit) rather than block the partition forever.
+                self.metrics.consumption_errors.inc();
+                let error = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "empty message".into(),
+                };
+                tracing::error!(%error, partition = message.partition(), offset = message.offset(), "undecodable event skipped");
+                return Handled::Done;
+            }
+        };
+        loop {
+            match self.process(&event).await {
+                Ok(()) => return Handled::Done,
+                Err(e) => {
+                    tracing::error!(task_id = %event.task_id, error = %e, "cannot record task outcome; retrying");
+                    if self.pause(shutdown).await {
+                        return Handled::Abandoned;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn process(&self, event: &TaskCreated) -> Result<(), sqlx::Error> {
+        let task_id = event.task_id;
+        let Some(image) = store::claim(&self.pool, task_id).await? else {
+            tracing::info!(%task_id, "task already processed or unknown; event skipped");
+            return Ok(());
+        };
+        let _active = Active::start(&self.metrics.active);
+        let timer = self.metrics.processing_duration.start_timer();
+        let limits = self.limits.clone();
+        let outcome = tokio::task::spawn_blocking(move || thumbnail::make(&image, &limits))
+            .await
+            .unwrap_or_else(|e| Err(format!("image processing crashed: {e}")));
+        match outcome {
+            Ok(thumbnail) => {
+                store::complete(&self.pool, task_id, &thumbnail).await?;
+                self.metrics.processed.with_label_values(&["success"]).inc();
+                tracing::info!(%task_id, user_id = %event.user_id, width = thumbnail.width, height = thumbnail.height, "task completed");
+            }
+            Err(reason) => {
+                store::fail(&self.pool, task_id, &reason).await?;
+                self.metrics.processed.with_label_values(&["failure"]).inc();
+                // The image is the client's fault, not the system's.
+                tracing::warn!(%task_id, user_id = %event.user_id, error = %reason, "task failed");
+            }
+        }
+        timer.observe_duration();
+        Ok(())
+    }
+
+    pub fn subscribe(&self, topic: &str) -> rdkafka::error::KafkaResult<()> {
+        self.consumer.subscribe(&[topic])
+    }
+}

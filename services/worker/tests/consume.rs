@@ -1,0 +1,337 @@
+//! worker against real PostgreSQL and a real Kafka-protocol broker: tasks
+//! are stored the way api stores them, events are produced to a topic of
+//! the test's own.
+
+use std::time::Duration;
+
+use pixelflow_common::settings::Env;
+use pixelflow_testkit::{eventually, Metrics};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+struct Running {
+    base: String,
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn metrics(&self) -> Metrics {
+        Metrics::scrape(&format!("{}/metrics", self.base)).await
+    }
+
+    /// Graceful shutdown, as on SIGTERM; returns once the worker has left.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.handle
+            .await
+            .expect("join")
+            .expect("worker exits cleanly");
+    }
+}
+
+struct Fixture {
+    database_url: String,
+    topic: String,
+    group: String,
+    pool: PgPool,
+    producer: FutureProducer,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let database_url = pixelflow_testkit::fresh_database().await;
+        let pool = PgPool::connect(&database_url).await.expect("db");
+        // The worker runs the shared tasks migrations itself; run them here
+        // too so tasks can be stored before any worker starts.
+        pixelflow_worker::migrator()
+            .run(&pool)
+            .await
+            .expect("migrations");
+        Self {
+            database_url,
+            topic: pixelflow_testkit::unique("image-tasks-"),
+            group: pixelflow_testkit::unique("workers-"),
+            pool,
+            producer: pixelflow_common::kafka::client_config(&pixelflow_testkit::kafka_brokers())
+                .create()
+                .expect("producer"),
+        }
+    }
+
+    async fn start_worker(&self) -> Running {
+        let env = Env::from_map(
+            [
+                ("HOST", "127.0.0.1"),
+                ("METRICS_PORT", "0"),
+                ("DATABASE_URL", self.database_url.as_str()),
+                ("KAFKA_BROKERS", &pixelflow_testkit::kafka_brokers()),
+                ("KAFKA_TOPIC", self.topic.as_str()),
+                ("KAFKA_GROUP_ID", self.group.as_str()),
+                ("RETRY_INTERVAL_MS", "100"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let worker = pixelflow_worker::Worker::build(
+            pixelflow_worker::Settings::from_env(&env).expect("settings"),
+        )
+        .await
+        .expect("worker builds");
+        let base = format!("http://{}", worker.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        Running { base, stop, handle }
+    }
+
+    /// Stores a PENDING task as api does.
+    async fn store_task(&self, image: &[u8]) -> Uuid {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO tasks (id, user_id, status, content_type, width, height, image) \
+             VALUES ($1, $2, 'PENDING', 'image/png', 1, 1, $3)",
+        )
+        .bind(id)
+        .bind(Uuid::new_v4())
+        .bind(image)
+        .execute(&self.pool)
+        .await
+        .expect("insert task");
+        id
+    }
+
+    async fn publish(&self, task_id: Uuid) {
+        let event = pixelflow_common::kafka::TaskCreated {
+            task_id,
+            user_id: Uuid::new_v4(),
+            content_type: "image/png".into(),
+            created_at: chrono::Utc::now(),
+        };
+        let payload = serde_json::to_string(&event).expect("json");
+        self.publish_raw(&task_id.to_string(), payload.as_bytes())
+            .await;
+    }
+
+    async fn publish_raw(&self, key: &str, payload: &[u8]) {
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic).key(key).payload(payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("publish");
+    }
+
+    async fn status(&self, task_id: Uuid) -> (String, Option<String>, Option<Vec<u8>>) {
+        sqlx::query_as("SELECT status, error, result FROM tasks WHERE id = $1")
+            .bind(task_id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("task")
+    }
+
+    async fn settled(&self, task_id: Uuid) -> (String, Option<String>, Option<Vec<u8>>) {
+        eventually(
+            &format!("task {task_id} to settle"),
+            Duration::from_secs(60),
+            || async {
+                let row = self.status(task_id).await;
+                matches!(row.0.as_str(), "COMPLETED" | "FAILED").then_some(row)
+            },
+        )
+        .await
+    }
+}
+
+async fn counter_reaches(worker: &Running, name: &str, labels: &[(&str, &str)], value: f64) {
+    eventually(
+        &format!("{name}{labels:?} = {value}"),
+        Duration::from_secs(60),
+        || async { (worker.metrics().await.value(name, labels) == value).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_task_becomes_a_png_thumbnail_that_fits_256_keeping_its_aspect_ratio() {
+    let fx = Fixture::new().await;
+    let worker = fx.start_worker().await;
+    let task = fx.store_task(&pixelflow_testkit::png(1000, 500)).await;
+    fx.publish(task).await;
+
+    let (status, error, result) = fx.settled(task).await;
+    assert_eq!(status, "COMPLETED", "{error:?}");
+    let thumbnail =
+        image::load_from_memory_with_format(&result.expect("result"), image::ImageFormat::Png)
+            .expect("the result is a PNG");
+    assert_eq!((thumbnail.width(), thumbnail.height()), (256, 128));
+
+    counter_reaches(
+        &worker,
+        "worker_tasks_processed_total",
+        &[("status", "success")],
+        1.0,
+    )
+    .await;
+    let metrics = worker.metrics().await;
+    assert_eq!(
+        metrics.value("worker_tasks_processed_total", &[("status", "failure")]),
+        0.0
+    );
+    assert_eq!(
+        metrics.value("worker_kafka_messages_consumed_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("worker_task_processing_duration_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(
+        metrics.get("worker_active_processing_tasks", &[]),
+        Some(0.0)
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_image_fails_the_task_with_its_reason() {
+    let fx = Fixture::new().await;
+    let worker = fx.start_worker().await;
+    let mut broken = pixelflow_testkit::png(64, 64);
+    broken.truncate(70);
+    let task = fx.store_task(&broken).await;
+    fx.publish(task).await;
+
+    let (status, error, result) = fx.settled(task).await;
+    assert_eq!(status, "FAILED");
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("cannot decode image")),
+        "{error:?}"
+    );
+    assert!(result.is_none());
+    counter_reaches(
+        &worker,
+        "worker_tasks_processed_total",
+        &[("status", "failure")],
+        1.0,
+    )
+    .await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_is_refused_and_the_worker_carries_on() {
+    let fx = Fixture::new().await;
+    let worker = fx.start_worker().await;
+    let bomb = fx
+        .store_task(&pixelflow_testkit::png_claiming(100_000, 100_000))
+        .await;
+    let fine = fx.store_task(&pixelflow_testkit::png(300, 300)).await;
+    fx.publish(bomb).await;
+    fx.publish(fine).await;
+
+    let (status, error, _) = fx.settled(bomb).await;
+    assert_eq!(status, "FAILED");
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains("limit")),
+        "{error:?}"
+    );
+    assert_eq!(fx.settled(fine).await.0, "COMPLETED");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn handling_the_same_event_twice_is_harmless() {
+    let fx = Fixture::new().await;
+    let worker = fx.start_worker().await;
+    let task = fx.store_task(&pixelflow_testkit::png(40, 40)).await;
+    fx.publish(task).await;
+    fx.settled(task).await;
+    let (_, _, first_result) = fx.status(task).await;
+    fx.publish(task).await;
+
+    counter_reaches(&worker, "worker_kafka_messages_consumed_total", &[], 2.0).await;
+    let metrics = worker.metrics().await;
+    assert_eq!(
+        metrics.value("worker_tasks_processed_total", &[("status", "success")]),
+        1.0
+    );
+    let (status, _, result) = fx.status(task).await;
+    assert_eq!(status, "COMPLETED");
+    assert_eq!(result, first_result);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_event_is_counted_and_skipped() {
+    let fx = Fixture::new().await;
+    let worker = fx.start_worker().await;
+    fx.publish_raw("junk", b"{not json").await;
+    let task = fx.store_task(&pixelflow_testkit::png(20, 20)).await;
+    fx.publish(task).await;
+    assert_eq!(fx.settled(task).await.0, "COMPLETED");
+    counter_reaches(&worker, "worker_kafka_consumption_errors_total", &[], 1.0).await;
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn offsets_are_committed_so_a_restarted_worker_does_not_redo_work() {
+    let fx = Fixture::new().await;
+    let first = fx.start_worker().await;
+    let done = fx.store_task(&pixelflow_testkit::png(20, 20)).await;
+    fx.publish(done).await;
+    fx.settled(done).await;
+    first.stop().await;
+
+    let second = fx.start_worker().await;
+    let next = fx.store_task(&pixelflow_testkit::png(20, 20)).await;
+    fx.publish(next).await;
+    assert_eq!(fx.settled(next).await.0, "COMPLETED");
+    counter_reaches(
+        &second,
+        "worker_tasks_processed_total",
+        &[("status", "success")],
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        second
+            .metrics()
+            .await
+            .value("worker_kafka_messages_consumed_total", &[]),
+        1.0,
+        "the restarted worker received the already-committed event again"
+    );
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn every_family_has_help_and_the_documented_type() {
+    let fx = Fixture::new().await;
+    let worker = fx.start_worker().await;
+    let metrics = worker.metrics().await;
+    for (family, kind) in [
+        ("worker_tasks_processed_total", "counter"),
+        ("worker_task_processing_duration_seconds", "histogram"),
+        ("worker_active_processing_tasks", "gauge"),
+        ("worker_kafka_messages_consumed_total", "counter"),
+        ("worker_kafka_consumption_errors_total", "counter"),
+    ] {
+        assert_eq!(metrics.type_of(family), Some(kind), "{family}");
+        assert!(metrics.has_help(family), "{family} has no HELP");
+    }
+    let ready = reqwest::get(format!("{}/ready", worker.base))
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200);
+    worker.stop().await;
+}

@@ -1,0 +1,78 @@
+//! A private tansu broker in its own process, for tests that stop and start
+//! the broker (the outbox must survive an outage) or need a clean one.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+pub struct Broker {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// The tansu binary: `TANSU_BIN`, else `tansu` on PATH.
+    pub fn binary() -> String {
+        std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into())
+    }
+
+    /// Starts tansu on `port` with SQLite storage in a fresh directory, and
+    /// waits until it accepts connections.
+    pub async fn start(port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let child = spawn(dir.path(), port);
+        let broker = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        crate::eventually(
+            &format!("tansu to accept connections on port {port}"),
+            Duration::from_secs(30),
+            || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await;
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn spawn(dir: &Path, port: u16) -> Child {
+    let listener = format!("tcp://127.0.0.1:{port}");
+    Command::new(Broker::binary())
+        .current_dir(dir)
+        .args([
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+            "--storage-engine",
+            "sqlite://broker.db",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (install with `cargo install tansu --locked --features dynostore,libsql`, or set TANSU_BIN): {e}",
+                Broker::binary()
+            )
+        })
+}

@@ -1,0 +1,85 @@
+//! Test support shared by the services' integration tests and the
+//! end-to-end test. Real parts only: each test gets a fresh PostgreSQL
+//! database and its own topic on a real Kafka-protocol broker.
+//!
+//! Where the servers are comes from the environment, with the addresses
+//! `.ci/run` starts them on as defaults:
+//! - `PIXELFLOW_TEST_DATABASE_URL` (default
+//!   `postgres://postgres:postgres@127.0.0.1:55432/postgres`): a role allowed
+//!   to create databases;
+//! - `PIXELFLOW_TEST_KAFKA_BROKERS` (default `127.0.0.1:19092`).
+
+mod broker;
+mod images;
+mod metrics;
+
+use std::time::Duration;
+
+use sqlx::{Connection, Executor, PgConnection};
+
+pub use broker::Broker;
+pub use images::{jpeg, png, png_claiming};
+pub use metrics::Metrics;
+
+/// Every database a test creates has this prefix; `tests/run` drops
+/// leftovers from earlier runs by it.
+pub const DATABASE_PREFIX: &str = "pf_test_";
+
+pub fn admin_database_url() -> String {
+    std::env::var("PIXELFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:55432/postgres".into())
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("PIXELFLOW_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+/// A name no other test uses: `prefix` and a random suffix.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_database_url();
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("cannot reach the test PostgreSQL at {admin} (set PIXELFLOW_TEST_DATABASE_URL): {e}")
+    });
+    let name = unique(DATABASE_PREFIX);
+    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+    let (base, _) = admin
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("{admin} has no database part"));
+    format!("{base}/{name}")
+}
+
+/// Polls `probe` until it returns `Some`, for at most `timeout`. For state
+/// that lives in another process (a database row, a metric, a port) and so
+/// cannot be awaited directly.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut interval = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        interval.tick().await;
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
