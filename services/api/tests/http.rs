@@ -297,6 +297,7 @@ async fn every_family_has_help_and_the_documented_type() {
         assert_eq!(metrics.type_of(family), Some(kind), "{family}");
         assert!(metrics.has_help(family), "{family} has no HELP");
     }
+    pixelflow_testkit::assert_promtool_clean(&metrics.text).await;
     assert_eq!(metrics.value("api_tasks_retrieved_total", &[]), 1.0);
 }
 

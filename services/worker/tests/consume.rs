@@ -329,6 +329,7 @@ async fn every_family_has_help_and_the_documented_type() {
         assert_eq!(metrics.type_of(family), Some(kind), "{family}");
         assert!(metrics.has_help(family), "{family} has no HELP");
     }
+    pixelflow_testkit::assert_promtool_clean(&metrics.text).await;
     let ready = reqwest::get(format!("{}/ready", worker.base))
         .await
         .expect("ready");

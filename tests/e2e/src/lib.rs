@@ -1,1 +1,177 @@
-//! Only tests live here: see `tests/`.
+//! Running the PixelFlow binaries as processes, for the end-to-end test and
+//! the load bench. The binaries are the ones cargo built next to the
+//! running test or bench (`target/debug` or `target/release`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pixelflow_testkit::{eventually, Metrics};
+use tokio::process::{Child, Command};
+
+/// The service binary `name`, next to the running executable's `deps/`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (with --release for benches)",
+        path.display()
+    );
+    path
+}
+
+/// A service process; killed when dropped.
+pub struct Service {
+    pub name: &'static str,
+    pub base: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Service {
+    /// Starts binary `name` with exactly `env` (plus PATH), logging its
+    /// stdout to `<logs>/<name>.log`, serving HTTP on `port`.
+    pub fn spawn(
+        name: &'static str,
+        port: u16,
+        env: &[(&str, String)],
+        logs: &std::path::Path,
+    ) -> Self {
+        let log = logs.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary(name))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name,
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+        }
+    }
+
+    /// Waits until `/ready` answers 200.
+    pub async fn ready(&self, http: &reqwest::Client) {
+        let url = format!("{}/ready", self.base);
+        eventually(
+            &format!("{} to be ready", self.name),
+            Duration::from_secs(60),
+            || {
+                let url = url.clone();
+                async move {
+                    let response = http.get(&url).send().await.ok()?;
+                    (response.status() == 200).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::scrape(&format!("{}/metrics", self.base)).await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS")
+    }
+
+    /// SIGTERM, then the exit status and what it logged.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.pid();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not stop within 30 s of SIGTERM", self.name))
+            .expect("wait");
+        let log = std::fs::read_to_string(&self.log).expect("log");
+        (status, log)
+    }
+}
+
+/// The environment of one PixelFlow stack: a fresh database, a topic and
+/// consumer group of its own, free ports.
+pub struct Stack {
+    pub database_url: String,
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub ports: (u16, u16, u16),
+    pub jwt_secret: String,
+}
+
+impl Stack {
+    pub async fn fresh(jwt_secret: &str) -> Self {
+        Self {
+            database_url: pixelflow_testkit::fresh_database().await,
+            brokers: pixelflow_testkit::kafka_brokers(),
+            topic: pixelflow_testkit::unique("image-tasks-"),
+            group: pixelflow_testkit::unique("workers-"),
+            ports: (
+                pixelflow_testkit::free_port(),
+                pixelflow_testkit::free_port(),
+                pixelflow_testkit::free_port(),
+            ),
+            jwt_secret: jwt_secret.into(),
+        }
+    }
+
+    fn common(&self, port_var: &'static str, port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("HOST", "127.0.0.1".to_string()),
+            (port_var, port.to_string()),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("KAFKA_BROKERS", self.brokers.clone()),
+            ("KAFKA_TOPIC", self.topic.clone()),
+            ("LOG_LEVEL", "info".to_string()),
+        ]
+    }
+
+    pub fn auth(&self, logs: &std::path::Path) -> Service {
+        let mut env = self.common("PORT", self.ports.0);
+        env.push(("JWT_SECRET", self.jwt_secret.clone()));
+        Service::spawn("auth", self.ports.0, &env, logs)
+    }
+
+    pub fn api(&self, logs: &std::path::Path) -> Service {
+        let mut env = self.common("PORT", self.ports.1);
+        env.push((
+            "AUTH_SERVICE_URL",
+            format!("http://127.0.0.1:{}", self.ports.0),
+        ));
+        Service::spawn("api", self.ports.1, &env, logs)
+    }
+
+    pub fn worker(&self, logs: &std::path::Path) -> Service {
+        let mut env = self.common("METRICS_PORT", self.ports.2);
+        env.push(("KAFKA_GROUP_ID", self.group.clone()));
+        Service::spawn("worker", self.ports.2, &env, logs)
+    }
+}

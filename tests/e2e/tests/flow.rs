@@ -4,132 +4,25 @@
 //! moved by exactly what the flow did → SIGTERM stops each service cleanly,
 //! and what they logged is JSON with no secrets in it.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use pixelflow_testkit::{eventually, free_port, Metrics};
+use pixelflow_e2e::Stack;
+use pixelflow_testkit::{eventually, Metrics};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
 const PASSWORD: &str = "correct horse battery";
 const SECRET: &str = "e2e-secret-0123456789";
 
-/// The service binaries sit next to the test binary's `deps/` folder.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (tests/run does)",
-        path.display()
-    );
-    path
-}
-
-struct Service {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-fn spawn(
-    name: &'static str,
-    port: u16,
-    env: &[(&str, String)],
-    logs: &tempfile::TempDir,
-) -> Service {
-    let log = logs.path().join(format!("{name}.log"));
-    let file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(binary(name))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    Service {
-        name,
-        child,
-        log,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-impl Service {
-    async fn metrics(&self) -> Metrics {
-        Metrics::scrape(&format!("{}/metrics", self.base)).await
-    }
-
-    /// SIGTERM, then the exit status.
-    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().expect("running");
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await
-            .expect("kill");
-        assert!(sent.success());
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} did not stop within 30 s of SIGTERM", self.name))
-            .expect("wait");
-        let log = std::fs::read_to_string(&self.log).expect("log");
-        (status, log)
-    }
-}
-
 #[tokio::test]
 async fn a_registered_user_uploads_an_image_and_gets_a_thumbnail_with_every_metric_accounted_for() {
-    let database_url = pixelflow_testkit::fresh_database().await;
-    let brokers = pixelflow_testkit::kafka_brokers();
-    let topic = pixelflow_testkit::unique("image-tasks-");
-    let group = pixelflow_testkit::unique("workers-");
-    let (auth_port, api_port, worker_port) = (free_port(), free_port(), free_port());
+    let stack = Stack::fresh(SECRET).await;
     let logs = tempfile::tempdir().expect("tempdir");
-    let common = |port_var: &'static str, port: u16| {
-        vec![
-            ("HOST", "127.0.0.1".to_string()),
-            (port_var, port.to_string()),
-            ("DATABASE_URL", database_url.clone()),
-            ("KAFKA_BROKERS", brokers.clone()),
-            ("KAFKA_TOPIC", topic.clone()),
-            ("LOG_LEVEL", "info".to_string()),
-        ]
-    };
-    let mut auth_env = common("PORT", auth_port);
-    auth_env.push(("JWT_SECRET", SECRET.into()));
-    let mut api_env = common("PORT", api_port);
-    api_env.push(("AUTH_SERVICE_URL", format!("http://127.0.0.1:{auth_port}")));
-    let mut worker_env = common("METRICS_PORT", worker_port);
-    worker_env.push(("KAFKA_GROUP_ID", group.clone()));
-
-    let auth = spawn("auth", auth_port, &auth_env, &logs);
-    let api = spawn("api", api_port, &api_env, &logs);
-    let worker = spawn("worker", worker_port, &worker_env, &logs);
+    let auth = stack.auth(logs.path());
+    let api = stack.api(logs.path());
+    let worker = stack.worker(logs.path());
     let http = reqwest::Client::new();
     for service in [&auth, &api, &worker] {
-        let url = format!("{}/ready", service.base);
-        let http = &http;
-        eventually(
-            &format!("{} to be ready", service.name),
-            Duration::from_secs(60),
-            || {
-                let url = url.clone();
-                async move {
-                    let response = http.get(&url).send().await.ok()?;
-                    (response.status() == 200).then_some(())
-                }
-            },
-        )
-        .await;
+        service.ready(&http).await;
     }
     let before = (
         auth.metrics().await,

@@ -19,7 +19,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 pub use broker::Broker;
 pub use images::{jpeg, png, png_claiming};
-pub use metrics::Metrics;
+pub use metrics::{assert_promtool_clean, Metrics};
 
 /// Every database a test creates has this prefix; `tests/run` drops
 /// leftovers from earlier runs by it.

@@ -61,3 +61,33 @@ impl Metrics {
         self.scrape.docs.contains_key(family)
     }
 }
+
+/// Runs `promtool check metrics` (Debian's `prometheus` package) over the
+/// exposition and panics with what it found, if anything.
+pub async fn assert_promtool_clean(text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool (apt-get install prometheus): {e}"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(text.as_bytes())
+        .await
+        .expect("write to promtool");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("promtool output");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {}\n{said}",
+        output.status
+    );
+}
