@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -35,15 +34,13 @@ pub struct AppState {
     pub limits: Arc<upload::Limits>,
     /// Wakes the outbox relay when a task is stored.
     pub outbox: Arc<Notify>,
-    pub kafka_brokers: String,
+    pub kafka: pixelflow_common::kafka::KafkaSettings,
 }
 
 /// The tasks and outbox tables. api's versions are its own range, so it can
 /// share a database with auth; the worker runs the same migrations.
 pub fn migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.set_ignore_missing(true);
-    migrator
+    pixelflow_common::db::shared(sqlx::migrate!("./migrations"))
 }
 
 pub struct Application {
@@ -54,26 +51,15 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database_max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(&settings.database_url)
-            .await
-            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
-        migrator()
-            .run(&pool)
-            .await
-            .context("cannot run api's database migrations")?;
+        let pool = settings.database.connect(&migrator()).await?;
         let metrics = ApiMetrics::new().context("cannot register metrics")?;
         let wake = Arc::new(Notify::new());
-        let producer = outbox::producer(&settings.kafka_brokers, settings.kafka_message_timeout)
+        let producer = outbox::producer(&settings.kafka.brokers, settings.kafka_message_timeout)
             .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
         let relay = outbox::Relay {
             pool: pool.clone(),
             producer,
-            brokers: settings.kafka_brokers.clone(),
-            topic: settings.kafka_topic.clone(),
-            partitions: settings.kafka_topic_partitions,
+            kafka: settings.kafka.clone(),
             timeout: settings.kafka_message_timeout,
             poll_interval: settings.outbox_poll_interval,
             metrics: metrics.clone(),
@@ -89,11 +75,9 @@ impl Application {
                 max_dimension: settings.max_image_dimension,
             }),
             outbox: wake,
-            kafka_brokers: settings.kafka_brokers.clone(),
+            kafka: settings.kafka.clone(),
         };
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {
             listener,
             router: router(state),
@@ -102,9 +86,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        pixelflow_common::server::local_addr(&self.listener)
     }
 
     /// Serves and relays until `shutdown` completes; in-flight requests and

@@ -23,9 +23,7 @@ const BATCH: i64 = 100;
 pub struct Relay {
     pub pool: PgPool,
     pub producer: FutureProducer,
-    pub brokers: String,
-    pub topic: String,
-    pub partitions: i32,
+    pub kafka: pixelflow_common::kafka::KafkaSettings,
     pub timeout: Duration,
     pub poll_interval: Duration,
     pub metrics: ApiMetrics,
@@ -78,16 +76,9 @@ impl Relay {
     }
 
     async fn ensure_topic(&mut self) -> bool {
-        match pixelflow_common::kafka::ensure_topic(
-            &self.brokers,
-            &self.topic,
-            self.partitions,
-            self.timeout,
-        )
-        .await
-        {
+        match self.kafka.ensure_topic(self.timeout).await {
             Ok(()) => {
-                tracing::info!(topic = %self.topic, "Kafka topic ready");
+                tracing::info!(topic = %self.kafka.topic, "Kafka topic ready");
                 true
             }
             Err(e) => {
@@ -119,7 +110,9 @@ impl Relay {
             }
             for (id, task_id, payload) in rows {
                 let key = task_id.to_string();
-                let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+                let record = FutureRecord::to(&self.kafka.topic)
+                    .key(&key)
+                    .payload(&payload);
                 match self
                     .producer
                     .send(record, Timeout::After(self.timeout))

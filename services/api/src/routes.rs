@@ -161,17 +161,8 @@ async fn result(
 async fn ready(State(state): State<AppState>) -> Response {
     let timeout = Duration::from_secs(2);
     let (db, broker, auth) = tokio::join!(
-        Check::run("database", timeout, async {
-            sqlx::query("SELECT 1")
-                .execute(&state.pool)
-                .await
-                .map(|_| ())
-        }),
-        Check::run(
-            "kafka",
-            timeout,
-            pixelflow_common::kafka::probe(&state.kafka_brokers, timeout)
-        ),
+        pixelflow_common::db::check(&state.pool, timeout),
+        state.kafka.check(timeout),
         Check::run("auth", timeout, state.auth.probe()),
     );
     ready_response(vec![db, broker, auth])

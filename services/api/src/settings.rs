@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use pixelflow_common::db::DatabaseSettings;
+use pixelflow_common::kafka::KafkaSettings;
 use pixelflow_common::settings::{positive, Env, SettingsError};
 
 /// Everything api reads from its environment, with the defaults it uses.
@@ -11,16 +13,10 @@ pub struct Settings {
     pub host: String,
     /// `PORT` (default 8080). 0 picks a free port (tests).
     pub port: u16,
-    /// `DATABASE_URL` (default `postgres://postgres:postgres@localhost:5432/pixelflow`).
-    pub database_url: String,
-    /// `DATABASE_MAX_CONNECTIONS` (default 10).
-    pub database_max_connections: u32,
-    /// `KAFKA_BROKERS` (default `localhost:9092`): comma-separated host:port.
-    pub kafka_brokers: String,
-    /// `KAFKA_TOPIC` (default `image-tasks`).
-    pub kafka_topic: String,
-    /// `KAFKA_TOPIC_PARTITIONS` (default 3): used when api creates the topic.
-    pub kafka_topic_partitions: i32,
+    /// `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS` (default 10).
+    pub database: DatabaseSettings,
+    /// `KAFKA_BROKERS`, `KAFKA_TOPIC`, `KAFKA_TOPIC_PARTITIONS`.
+    pub kafka: KafkaSettings,
     /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 5000): how long one publish may
     /// take before it counts as failed and is retried later.
     pub kafka_message_timeout: Duration,
@@ -48,14 +44,8 @@ impl Settings {
         Ok(Self {
             host: env.or("HOST", "0.0.0.0".to_string())?,
             port: env.or("PORT", 8080)?,
-            database_url: env.or(
-                "DATABASE_URL",
-                "postgres://postgres:postgres@localhost:5432/pixelflow".to_string(),
-            )?,
-            database_max_connections: env.checked("DATABASE_MAX_CONNECTIONS", 10, positive)?,
-            kafka_brokers: env.or("KAFKA_BROKERS", "localhost:9092".to_string())?,
-            kafka_topic: env.or("KAFKA_TOPIC", "image-tasks".to_string())?,
-            kafka_topic_partitions: env.checked("KAFKA_TOPIC_PARTITIONS", 3, positive)?,
+            database: DatabaseSettings::from_env(env, 10)?,
+            kafka: KafkaSettings::from_env(env)?,
             kafka_message_timeout: millis("KAFKA_MESSAGE_TIMEOUT_MS", 5000)?,
             outbox_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)?,
             auth_service_url: env
@@ -76,16 +66,16 @@ mod tests {
 
     #[test]
     fn defaults_match_the_documented_ones() {
-        let s = Settings::from_env(&Env::from_map(Default::default())).expect("defaults");
+        let s = Settings::from_env(&Env::pairs(&[])).expect("defaults");
         assert_eq!(s.port, 8080);
-        assert_eq!(s.kafka_topic, "image-tasks");
-        assert_eq!(s.kafka_topic_partitions, 3);
+        assert_eq!(s.kafka.topic, "image-tasks");
+        assert_eq!(s.kafka.partitions, 3);
         assert_eq!(s.max_upload_bytes, 10 * 1024 * 1024);
     }
 
     #[test]
     fn a_zero_upload_limit_is_refused_by_name() {
-        let env = Env::from_map([("MAX_UPLOAD_BYTES".to_string(), "0".to_string())].into());
+        let env = Env::pairs(&[("MAX_UPLOAD_BYTES", "0")]);
         let err = Settings::from_env(&env).unwrap_err();
         assert!(err.to_string().contains("MAX_UPLOAD_BYTES"), "{err}");
     }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -40,9 +39,7 @@ pub struct AppState {
 /// The users table and anything after it. Versions are auth's own range so
 /// auth can share a database with api: each ignores the other's migrations.
 pub fn migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("./migrations");
-    migrator.set_ignore_missing(true);
-    migrator
+    pixelflow_common::db::shared(sqlx::migrate!("./migrations"))
 }
 
 pub struct Application {
@@ -54,16 +51,7 @@ impl Application {
     /// Connects to PostgreSQL, runs migrations, registers metrics and binds
     /// the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database_max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(&settings.database_url)
-            .await
-            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
-        migrator()
-            .run(&pool)
-            .await
-            .context("cannot run auth's database migrations")?;
+        let pool = settings.database.connect(&migrator()).await?;
         let state = AppState {
             pool,
             tokens: Arc::new(TokenKeys::new(
@@ -76,9 +64,7 @@ impl Application {
                 .context("cannot prepare the decoy password hash")?
                 .into(),
         };
-        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {
             listener,
             router: router(state),
@@ -86,10 +72,7 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        // A bound listener always has an address; this cannot fail after bind.
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        pixelflow_common::server::local_addr(&self.listener)
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pixelflow_common::error::ApiError;
-use pixelflow_common::health::{ready_response, Check};
+use pixelflow_common::health::ready_response;
 use pixelflow_common::http_metrics::standard_routes;
 use pixelflow_common::json::JsonBody;
 use serde::Deserialize;
@@ -208,14 +208,9 @@ async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let db = Check::run("database", Duration::from_secs(2), async {
-        sqlx::query("SELECT 1")
-            .execute(&state.pool)
-            .await
-            .map(|_| ())
-    })
-    .await;
-    ready_response(vec![db])
+    ready_response(vec![
+        pixelflow_common::db::check(&state.pool, Duration::from_secs(2)).await,
+    ])
 }
 
 #[cfg(test)]

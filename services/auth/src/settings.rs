@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use pixelflow_common::db::DatabaseSettings;
 use pixelflow_common::settings::{positive, Env, SettingsError};
 
 /// Everything auth reads from its environment, with the defaults it uses.
@@ -11,10 +12,8 @@ pub struct Settings {
     pub host: String,
     /// `PORT` (default 50051). 0 picks a free port (tests).
     pub port: u16,
-    /// `DATABASE_URL` (default `postgres://postgres:postgres@localhost:5432/pixelflow`).
-    pub database_url: String,
-    /// `DATABASE_MAX_CONNECTIONS` (default 10).
-    pub database_max_connections: u32,
+    /// `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS` (default 10).
+    pub database: DatabaseSettings,
     /// `JWT_SECRET` (required, at least 16 characters): signs tokens.
     pub jwt_secret: String,
     /// `TOKEN_TTL_SECONDS` (default 3600): how long a token is valid.
@@ -29,7 +28,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("database_max_connections", &self.database_max_connections)
+            .field("database", &self.database)
             .field("token_ttl", &self.token_ttl)
             .field("log_level", &self.log_level)
             .finish_non_exhaustive()
@@ -43,11 +42,7 @@ impl Settings {
         Ok(Self {
             host: env.or("HOST", "0.0.0.0".to_string())?,
             port: env.or("PORT", 50051)?,
-            database_url: env.or(
-                "DATABASE_URL",
-                "postgres://postgres:postgres@localhost:5432/pixelflow".to_string(),
-            )?,
-            database_max_connections: env.checked("DATABASE_MAX_CONNECTIONS", 10, positive)?,
+            database: DatabaseSettings::from_env(env, 10)?,
             jwt_secret: {
                 let secret: String =
                     env.required("JWT_SECRET", "the key that signs login tokens")?;
@@ -69,15 +64,9 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>(),
-        )
+        Env::pairs(pairs)
     }
 
     #[test]

@@ -1,31 +1,9 @@
 //! The bad-input battery: every malformed request gets a 4xx with a JSON
 //! error, never a 5xx; the service stays up; nothing half-written remains.
 
-use pixelflow_auth::{Application, Settings};
-use pixelflow_common::settings::Env;
-use serde_json::Value;
+mod support;
 
-async fn spawn_auth() -> (String, String) {
-    let database_url = pixelflow_testkit::fresh_database().await;
-    let env = Env::from_map(
-        [
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("DATABASE_URL", database_url.as_str()),
-            ("JWT_SECRET", "test-secret-0123456789"),
-            ("DATABASE_MAX_CONNECTIONS", "3"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    );
-    let app = Application::build(Settings::from_env(&env).expect("settings"))
-        .await
-        .expect("auth builds");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run(std::future::pending()));
-    (base, database_url)
-}
+use serde_json::Value;
 
 struct Case {
     name: &'static str,
@@ -47,7 +25,9 @@ fn json_case(name: &'static str, path: &'static str, body: String, status: u16) 
 
 #[tokio::test]
 async fn every_bad_request_is_a_json_4xx_and_leaves_nothing_behind() {
-    let (base, database_url) = spawn_auth().await;
+    let support::TestAuth {
+        base, database_url, ..
+    } = support::spawn_auth().await;
     let long = "a".repeat(10_000);
     let cases = vec![
         json_case(
@@ -187,7 +167,7 @@ async fn every_bad_request_is_a_json_4xx_and_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let (base, _) = spawn_auth().await;
+    let base = support::spawn_auth().await.base;
     let http = reqwest::Client::new();
     let response = http
         .get(format!("{base}/users/42"))

@@ -1,45 +1,12 @@
 //! auth against a real PostgreSQL: a fresh database per test, the real app
 //! on port 0.
 
-use pixelflow_auth::{Application, Settings};
-use pixelflow_common::settings::Env;
+mod support;
+
 use pixelflow_testkit::Metrics;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-const SECRET: &str = "test-secret-0123456789";
-
-struct TestAuth {
-    base: String,
-    http: reqwest::Client,
-    database_url: String,
-}
-
-async fn spawn_auth() -> TestAuth {
-    let database_url = pixelflow_testkit::fresh_database().await;
-    let env = Env::from_map(
-        [
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("DATABASE_URL", database_url.as_str()),
-            ("JWT_SECRET", SECRET),
-            ("DATABASE_MAX_CONNECTIONS", "3"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-    );
-    let app = Application::build(Settings::from_env(&env).expect("settings"))
-        .await
-        .expect("auth builds");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run(std::future::pending()));
-    TestAuth {
-        base,
-        http: reqwest::Client::new(),
-        database_url,
-    }
-}
+use support::{spawn_auth, TestAuth, SECRET};
 
 impl TestAuth {
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {

@@ -11,6 +11,41 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
+use crate::health::Check;
+use crate::settings::{positive, Env, SettingsError};
+
+/// Where the task events go, read from the environment by api and worker.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `KAFKA_BROKERS` (default `localhost:9092`): comma-separated host:port.
+    pub brokers: String,
+    /// `KAFKA_TOPIC` (default `image-tasks`).
+    pub topic: String,
+    /// `KAFKA_TOPIC_PARTITIONS` (default 3): used by whichever service
+    /// creates the topic first.
+    pub partitions: i32,
+}
+
+impl KafkaSettings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            brokers: env.or("KAFKA_BROKERS", "localhost:9092".to_string())?,
+            topic: env.or("KAFKA_TOPIC", "image-tasks".to_string())?,
+            partitions: env.checked("KAFKA_TOPIC_PARTITIONS", 3, positive)?,
+        })
+    }
+
+    /// Creates the topic unless it exists.
+    pub async fn ensure_topic(&self, timeout: Duration) -> Result<(), TopicError> {
+        ensure_topic(&self.brokers, &self.topic, self.partitions, timeout).await
+    }
+
+    /// The `/ready` check for the broker.
+    pub async fn check(&self, timeout: Duration) -> Check {
+        Check::run("kafka", timeout, probe(&self.brokers, timeout)).await
+    }
+}
+
 /// The event published to `image-tasks` for every new task, keyed by task id.
 /// The image itself stays in the task store; the event only points at it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

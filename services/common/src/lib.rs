@@ -5,6 +5,7 @@
 //! health endpoints, and the same JSON error body, so that `pixelflowctl`
 //! and dashboards can treat the three alike.
 
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod http_metrics;
@@ -13,5 +14,6 @@ pub mod json;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -43,6 +43,16 @@ impl Env {
         }
     }
 
+    /// A fixed list of pairs, for tests.
+    pub fn pairs(pairs: &[(&str, &str)]) -> Self {
+        Self::from_map(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// The raw value; an empty value counts as unset, as in compose files
     /// where `FOO=` is a common way to say "use the default".
     pub fn raw(&self, name: &str) -> Option<String> {
@@ -130,12 +140,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Env::pairs(pairs)
     }
 
     #[test]

@@ -18,8 +18,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use pixelflow_common::health::{ready_response, Check};
-use sqlx::postgres::PgPoolOptions;
+use pixelflow_common::health::ready_response;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,15 +32,13 @@ pub use thumbnail::{make as make_thumbnail, Limits, Thumbnail};
 /// two starts first creates the tables; the migrator's lock serialises
 /// them).
 pub fn migrator() -> sqlx::migrate::Migrator {
-    let mut migrator = sqlx::migrate!("../api/migrations");
-    migrator.set_ignore_missing(true);
-    migrator
+    pixelflow_common::db::shared(sqlx::migrate!("../api/migrations"))
 }
 
 #[derive(Clone)]
 struct HttpState {
     pool: PgPool,
-    brokers: String,
+    kafka: pixelflow_common::kafka::KafkaSettings,
 }
 
 pub struct Worker {
@@ -52,32 +49,16 @@ pub struct Worker {
 
 impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database_max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&settings.database_url)
-            .await
-            .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
-        migrator()
-            .run(&pool)
-            .await
-            .context("cannot run the tasks migrations")?;
+        let pool = settings.database.connect(&migrator()).await?;
         let metrics = WorkerMetrics::new().context("cannot register metrics")?;
         // Subscribing to a topic that does not exist yet leaves the consumer
         // idle until it does; creating it here makes a fresh stack work in
         // any start order. Failure is not fatal: api creates it too.
-        if let Err(e) = pixelflow_common::kafka::ensure_topic(
-            &settings.kafka_brokers,
-            &settings.kafka_topic,
-            settings.kafka_topic_partitions,
-            Duration::from_secs(5),
-        )
-        .await
-        {
+        if let Err(e) = settings.kafka.ensure_topic(Duration::from_secs(5)).await {
             tracing::error!(error = %e, "cannot ensure the Kafka topic; consuming anyway");
         }
         let consumer = consumer::TaskConsumer {
-            consumer: consumer::consumer(&settings.kafka_brokers, &settings.kafka_group_id)
+            consumer: consumer::consumer(&settings.kafka.brokers, &settings.kafka_group_id)
                 .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?,
             pool: pool.clone(),
             metrics: metrics.clone(),
@@ -89,8 +70,8 @@ impl Worker {
             retry_interval: settings.retry_interval,
         };
         consumer
-            .subscribe(&settings.kafka_topic)
-            .with_context(|| format!("cannot subscribe to {}", settings.kafka_topic))?;
+            .subscribe(&settings.kafka.topic)
+            .with_context(|| format!("cannot subscribe to {}", settings.kafka.topic))?;
         let listener = TcpListener::bind((settings.host.as_str(), settings.metrics_port))
             .await
             .with_context(|| {
@@ -102,7 +83,7 @@ impl Worker {
         let router = router(
             HttpState {
                 pool,
-                brokers: settings.kafka_brokers.clone(),
+                kafka: settings.kafka.clone(),
             },
             metrics.registry.clone(),
         );
@@ -114,9 +95,7 @@ impl Worker {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        pixelflow_common::server::local_addr(&self.listener)
     }
 
     /// Consumes and serves metrics until `shutdown` completes. The task in
@@ -154,17 +133,8 @@ fn router(state: HttpState, registry: prometheus::Registry) -> Router {
 async fn ready(State(state): State<HttpState>) -> Response {
     let timeout = Duration::from_secs(2);
     let (db, broker) = tokio::join!(
-        Check::run("database", timeout, async {
-            sqlx::query("SELECT 1")
-                .execute(&state.pool)
-                .await
-                .map(|_| ())
-        }),
-        Check::run(
-            "kafka",
-            timeout,
-            pixelflow_common::kafka::probe(&state.brokers, timeout)
-        ),
+        pixelflow_common::db::check(&state.pool, timeout),
+        state.kafka.check(timeout),
     );
     ready_response(vec![db, broker])
 }

@@ -63,20 +63,16 @@ impl Fixture {
     }
 
     async fn start_worker(&self) -> Running {
-        let env = Env::from_map(
-            [
-                ("HOST", "127.0.0.1"),
-                ("METRICS_PORT", "0"),
-                ("DATABASE_URL", self.database_url.as_str()),
-                ("KAFKA_BROKERS", &pixelflow_testkit::kafka_brokers()),
-                ("KAFKA_TOPIC", self.topic.as_str()),
-                ("KAFKA_GROUP_ID", self.group.as_str()),
-                ("RETRY_INTERVAL_MS", "100"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        );
+        let brokers = pixelflow_testkit::kafka_brokers();
+        let env = Env::pairs(&[
+            ("HOST", "127.0.0.1"),
+            ("METRICS_PORT", "0"),
+            ("DATABASE_URL", &self.database_url),
+            ("KAFKA_BROKERS", &brokers),
+            ("KAFKA_TOPIC", &self.topic),
+            ("KAFKA_GROUP_ID", &self.group),
+            ("RETRY_INTERVAL_MS", "100"),
+        ]);
         let worker = pixelflow_worker::Worker::build(
             pixelflow_worker::Settings::from_env(&env).expect("settings"),
         )

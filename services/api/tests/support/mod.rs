@@ -14,18 +14,9 @@ use serde_json::{json, Value};
 
 pub const SECRET: &str = "test-secret-0123456789";
 
-fn env(pairs: &[(&str, &str)]) -> Env {
-    Env::from_map(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
 /// Starts auth against `database_url`; returns its base URL.
 pub async fn spawn_auth(database_url: &str) -> String {
-    let settings = pixelflow_auth::Settings::from_env(&env(&[
+    let settings = pixelflow_auth::Settings::from_env(&Env::pairs(&[
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("DATABASE_URL", database_url),
@@ -90,7 +81,7 @@ pub async fn spawn_api_with(options: Options) -> TestApi {
     ];
     pairs.extend(options.extra);
     let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let settings = pixelflow_api::Settings::from_env(&env(&borrowed)).expect("api settings");
+    let settings = pixelflow_api::Settings::from_env(&Env::pairs(&borrowed)).expect("api settings");
     let app = pixelflow_api::Application::build(settings)
         .await
         .expect("api builds");
