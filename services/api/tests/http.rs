@@ -250,12 +250,20 @@ async fn a_broker_outage_delays_events_but_loses_none() {
             .await
             .expect("outbox");
     assert_eq!(pending, 1, "the event waits in the outbox");
-    assert_eq!(
-        api.metrics()
-            .await
-            .value("api_outbox_pending_messages", &[]),
-        1.0
-    );
+    // The gauge is refreshed after each relay round, just after the failure
+    // is counted.
+    eventually(
+        "the pending gauge to show it",
+        Duration::from_secs(10),
+        || async {
+            (api.metrics()
+                .await
+                .value("api_outbox_pending_messages", &[])
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
 
     let broker = Broker::start(port).await;
     eventually(

@@ -10,6 +10,15 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn parse(text: String) -> Self {
+        // prometheus-parse skips lines it cannot read without a word; a
+        // skipped sample would make every later assertion about it wrong.
+        for line in text.lines() {
+            if let prometheus_parse::LineInfo::Ignored = prometheus_parse::LineInfo::parse(line) {
+                if !line.starts_with('#') {
+                    panic!("prometheus-parse cannot read this line: {line}");
+                }
+            }
+        }
         let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
             .unwrap_or_else(|e| panic!("exposition does not parse: {e}\n{text}"));
         Self { text, scrape }
