@@ -32,7 +32,7 @@ pub struct Settings {
     /// `MAX_IMAGE_DIMENSION` (default 10000): the largest width or height
     /// accepted, read from the image header before anything is decoded.
     pub max_image_dimension: u32,
-    /// `LOG_LEVEL` (default `info`).
+    /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
 }
 
@@ -55,7 +55,10 @@ impl Settings {
             auth_timeout: millis("AUTH_TIMEOUT_MS", 3000)?,
             max_upload_bytes: env.checked("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
-            log_level: env.or("LOG_LEVEL", "info".to_string())?,
+            log_level: env.or(
+                "LOG_LEVEL",
+                pixelflow_common::logging::DEFAULT_FILTER.to_string(),
+            )?,
         })
     }
 }

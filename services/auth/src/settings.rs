@@ -18,7 +18,7 @@ pub struct Settings {
     pub jwt_secret: String,
     /// `TOKEN_TTL_SECONDS` (default 3600): how long a token is valid.
     pub token_ttl: Duration,
-    /// `LOG_LEVEL` (default `info`).
+    /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
 }
 
@@ -56,7 +56,10 @@ impl Settings {
                 secret
             },
             token_ttl: Duration::from_secs(env.checked("TOKEN_TTL_SECONDS", 3600u64, positive)?),
-            log_level: env.or("LOG_LEVEL", "info".to_string())?,
+            log_level: env.or(
+                "LOG_LEVEL",
+                pixelflow_common::logging::DEFAULT_FILTER.to_string(),
+            )?,
         })
     }
 }

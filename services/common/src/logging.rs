@@ -88,6 +88,10 @@ impl Visit for Fields {
     }
 }
 
+/// The default `LOG_LEVEL`: info, without PostgreSQL's notices about
+/// migrations that were already applied.
+pub const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
 /// Installs the JSON logger on stdout. `level` is `LOG_LEVEL`: a level
 /// (`info`) or a full filter (`info,sqlx=warn`).
 pub fn init(service: &'static str, level: &str) -> Result<(), String> {

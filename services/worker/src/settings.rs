@@ -29,7 +29,7 @@ pub struct Settings {
     /// `RETRY_INTERVAL_MS` (default 1000): the wait before retrying after the
     /// database or broker failed.
     pub retry_interval: Duration,
-    /// `LOG_LEVEL` (default `info`).
+    /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
 }
 
@@ -49,7 +49,10 @@ impl Settings {
                 1000u64,
                 positive,
             )?),
-            log_level: env.or("LOG_LEVEL", "info".to_string())?,
+            log_level: env.or(
+                "LOG_LEVEL",
+                pixelflow_common::logging::DEFAULT_FILTER.to_string(),
+            )?,
         })
     }
 }
