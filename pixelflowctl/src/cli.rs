@@ -1,0 +1,110 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::images;
+use crate::printer::Output;
+use crate::render::Level;
+
+/// Runs the PixelFlow stack through the Docker Engine API: bring it up, see
+/// what it logs, restart a piece, take it down.
+///
+/// Exit codes: 0 success, 1 failure, 2 usage error, 3 Docker not
+/// reachable, 4 the compose file is invalid.
+#[derive(Debug, Parser)]
+#[command(name = "pixelflowctl", version)]
+pub struct Cli {
+    /// The compose file. Default: compose/docker-compose.yml in this folder
+    /// or the nearest parent that has one.
+    #[arg(short = 'f', long, global = true, env = "PIXELFLOW_COMPOSE_FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Results as a table or as JSON (progress always goes to stderr).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub output: Output,
+
+    /// No progress or status lines on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build or pull what is missing, create the network, volumes and
+    /// containers, start them in dependency order and wait until each is
+    /// healthy. Unchanged containers are left alone.
+    Up {
+        /// Services to bring up, with what they depend on (default: all).
+        services: Vec<String>,
+        /// How long to wait for each service to become healthy.
+        #[arg(long, default_value = "180s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Where the services' own images come from.
+        #[arg(
+            long,
+            value_enum,
+            env = "PIXELFLOW_IMAGES",
+            default_value = "dockerfile"
+        )]
+        images: images::Source,
+        /// Rebuild the services' images even when present.
+        #[arg(long)]
+        build: bool,
+        /// With --images host: the cargo profile whose binaries to package
+        /// (target/<profile>/).
+        #[arg(long, env = "PIXELFLOW_PROFILE", default_value = "debug")]
+        profile: String,
+    },
+    /// The services' containers: state, health, ports, URLs.
+    Ps {
+        /// Services to show (default: all).
+        services: Vec<String>,
+    },
+    /// Show the services' logs, JSON lines rendered readably.
+    Logs {
+        /// Services whose logs to show (default: all).
+        services: Vec<String>,
+        /// Keep following, also across restarts of the service.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each service.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Only lines since then: 10m, 2h, an RFC 3339 time, unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only lines at this level or above (non-JSON lines always show).
+        #[arg(long, value_enum)]
+        level: Option<Level>,
+        /// Lines exactly as written, without prefix or rendering (for jq).
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Restart services and wait until each is healthy again.
+    Restart {
+        /// Services to restart.
+        #[arg(required = true)]
+        services: Vec<String>,
+        /// How long to wait for each service to become healthy.
+        #[arg(long, default_value = "180s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Remove the project's containers and networks.
+    Down {
+        /// Remove the project's named volumes too (their data is lost).
+        #[arg(short = 'v', long)]
+        volumes: bool,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let ns = crate::compose::model::duration_ns(text)?;
+    Ok(std::time::Duration::from_nanos(
+        u64::try_from(ns).map_err(|_| "negative duration")?,
+    ))
+}

@@ -1,0 +1,197 @@
+//! `pixelflowctl logs`: the services' output through the API, one coloured
+//! prefix per service, JSON lines rendered readably, a level filter, and
+//! `-f` that keeps following across a restart of the service.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use owo_colors::{AnsiColors, OwoColorize};
+use tokio::sync::mpsc;
+
+use crate::compose::Project;
+use crate::docker::Engine;
+use crate::printer::Printer;
+use crate::render::{self, Level};
+use crate::stack;
+
+pub struct Options {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    /// Unix seconds; 0 for everything.
+    pub since: i64,
+    pub level: Option<Level>,
+    pub raw: bool,
+}
+
+/// `10m`, `2h`, `30s` ago, an RFC 3339 time, or unix seconds.
+pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    let ns = crate::compose::model::duration_ns(text).map_err(|_| {
+        format!(
+            "--since {text:?}: expected a duration such as 10m, an RFC 3339 time, or unix seconds"
+        )
+    })?;
+    Ok(now.timestamp() - ns / 1_000_000_000)
+}
+
+const COLORS: [AnsiColors; 6] = [
+    AnsiColors::Cyan,
+    AnsiColors::Magenta,
+    AnsiColors::Blue,
+    AnsiColors::Yellow,
+    AnsiColors::Green,
+    AnsiColors::BrightRed,
+];
+
+/// Splits the engine's timestamp off a line.
+fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
+    match line.split_once(' ') {
+        Some((ts, rest)) => match DateTime::parse_from_rfc3339(ts) {
+            Ok(t) => (Some(t.with_timezone(&Utc)), rest),
+            Err(_) => (None, line),
+        },
+        None => (None, line),
+    }
+}
+
+pub async fn run(
+    engine: &Engine,
+    project: &Project,
+    services: &[String],
+    options: Options,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let width = services.iter().map(String::len).max().unwrap_or(0);
+    let (tx, mut rx) = mpsc::channel::<(usize, String)>(1024);
+    for (index, service) in services.iter().enumerate() {
+        let (engine, tx) = (engine.clone(), tx.clone());
+        let container = stack::container_name(&project.name, service);
+        let (follow, tail, since) = (options.follow, options.tail, options.since);
+        tokio::spawn(
+            async move { stream(engine, container, index, follow, tail, since, tx).await },
+        );
+    }
+    drop(tx);
+    while let Some((index, line)) = rx.recv().await {
+        if line.starts_with("\u{0}error:") {
+            anyhow::bail!("{}", &line[7..]);
+        }
+        if let Some(min) = options.level {
+            if render::level_of(&line).is_some_and(|l| l < min) {
+                continue;
+            }
+        }
+        if options.raw {
+            printer.out(&line);
+            continue;
+        }
+        let name = format!("{:<width$} |", services[index]);
+        let prefix = if printer.color {
+            name.color(COLORS[index % COLORS.len()]).to_string()
+        } else {
+            name
+        };
+        printer.out(format!("{prefix} {}", render::render(&line, printer.color)));
+    }
+    Ok(())
+}
+
+/// Sends `container`'s lines; with `follow`, re-attaches after the
+/// container stops and runs again, skipping lines already sent.
+async fn stream(
+    engine: Engine,
+    container: String,
+    index: usize,
+    follow: bool,
+    tail: Option<usize>,
+    since: i64,
+    tx: mpsc::Sender<(usize, String)>,
+) {
+    let mut last: Option<DateTime<Utc>> = None;
+    let mut tail = tail;
+    let mut since = since;
+    loop {
+        let mut lines = Box::pin(engine.logs_with(&container, follow, tail, since, true));
+        while let Some(line) = lines.next().await {
+            let line = match line {
+                Ok(l) => l.text,
+                Err(e) => {
+                    if last.is_none() {
+                        let _ = tx.send((index, format!("\u{0}error:{e}"))).await;
+                        return;
+                    }
+                    break;
+                }
+            };
+            let (ts, text) = split_timestamp(&line);
+            if let (Some(ts), Some(seen)) = (ts, last) {
+                if ts <= seen {
+                    continue;
+                }
+            }
+            if ts.is_some() {
+                last = ts;
+            }
+            if tx.send((index, text.to_string())).await.is_err() {
+                return;
+            }
+        }
+        if !follow {
+            return;
+        }
+        // The container stopped (a restart, a crash): wait until it runs
+        // again, then pick up after the last line sent.
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if let Ok(info) = engine.inspect(&container).await {
+                if info.state.and_then(|s| s.running) == Some(true) {
+                    break;
+                }
+            }
+        }
+        tail = None;
+        since = last.map_or(since, |t| t.timestamp());
+    }
+}
+
+/// For `--since`: turns the argument into unix seconds.
+pub fn since_arg(text: Option<&str>) -> anyhow::Result<i64> {
+    text.map(|t| parse_since(t, Utc::now()).map_err(anyhow::Error::msg))
+        .transpose()
+        .context("invalid --since")
+        .map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_durations_times_and_seconds() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(parse_since("10m", now), Ok(now.timestamp() - 600));
+        assert_eq!(
+            parse_since("2026-11-27T11:00:00Z", now),
+            Ok(now.timestamp() - 3600)
+        );
+        assert_eq!(parse_since("1700000000", now), Ok(1_700_000_000));
+        assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn engine_timestamps_are_split_off() {
+        let (ts, rest) = split_timestamp("2026-11-27T03:11:11.866342123Z {\"a\":1}");
+        assert!(ts.is_some());
+        assert_eq!(rest, "{\"a\":1}");
+        assert_eq!(split_timestamp("no time here").1, "no time here");
+    }
+}

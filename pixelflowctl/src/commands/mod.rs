@@ -1,0 +1,7 @@
+//! One module per command.
+
+pub mod down;
+pub mod logs;
+pub mod ps;
+pub mod restart;
+pub mod up;

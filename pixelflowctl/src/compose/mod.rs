@@ -1,0 +1,431 @@
+//! Loading `compose/docker-compose.yml` into a typed [`Project`]: `.env`
+//! and environment interpolation as compose does them, merge keys, then the
+//! typed model; plus the start order and each service's config hash.
+
+mod interpolate;
+pub mod model;
+mod order;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use interpolate::{interpolate, InterpolationError};
+pub use model::{Condition, Service};
+pub use order::{start_order, OrderError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}{location}: {message}")]
+    Parse {
+        path: PathBuf,
+        location: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Interpolation {
+        path: PathBuf,
+        source: InterpolationError,
+    },
+    #[error("{path}: service {service}: {message}")]
+    Invalid {
+        path: PathBuf,
+        service: String,
+        message: String,
+    },
+    #[error("{path}: {source}")]
+    Order { path: PathBuf, source: OrderError },
+}
+
+/// A loaded compose project.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    /// The folder holding the compose file: relative paths start here.
+    pub dir: PathBuf,
+    pub file: PathBuf,
+    pub services: BTreeMap<String, Service>,
+    pub volumes: Vec<String>,
+    pub networks: Vec<String>,
+}
+
+/// Reads `KEY=value` lines; `#` comments and blank lines are skipped, one
+/// pair of surrounding quotes is removed.
+pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+impl Project {
+    /// Loads `file`, with variables from the process environment first and
+    /// `.env` beside the file second, as compose resolves them.
+    pub fn load(file: &Path) -> Result<Self, ComposeError> {
+        let dotenv = std::fs::read_to_string(file.with_file_name(".env"))
+            .map(|t| parse_dotenv(&t))
+            .unwrap_or_default();
+        Self::load_with(file, &|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        })
+    }
+
+    pub fn load_with(
+        file: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ComposeError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ComposeError::Read {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        Self::parse(file, &text, lookup)
+    }
+
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ComposeError> {
+        let path = file.to_path_buf();
+        let parse_error = |e: serde_yaml::Error| ComposeError::Parse {
+            path: path.clone(),
+            location: e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default(),
+            message: e.to_string(),
+        };
+        let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(parse_error)?;
+        value.apply_merge().map_err(parse_error)?;
+        interpolate_all(&mut value, lookup).map_err(|source| ComposeError::Interpolation {
+            path: path.clone(),
+            source,
+        })?;
+        // Extension fields (x-*) are anchors' homes, not part of the model.
+        if let serde_yaml::Value::Mapping(m) = &mut value {
+            m.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+        }
+        let compose: model::ComposeFile = serde_yaml::from_value(value).map_err(parse_error)?;
+        let dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let name = lookup("COMPOSE_PROJECT_NAME")
+            .filter(|n| !n.is_empty())
+            .or(compose.name.clone())
+            .or_else(|| {
+                std::fs::canonicalize(&dir)
+                    .ok()
+                    .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            })
+            .unwrap_or_else(|| "default".into());
+        let project = Self {
+            name: name.to_lowercase(),
+            dir,
+            file: path.clone(),
+            services: compose.services,
+            volumes: compose.volumes.into_keys().collect(),
+            networks: compose.networks.into_keys().collect(),
+        };
+        project.validate()?;
+        Ok(project)
+    }
+
+    fn validate(&self) -> Result<(), ComposeError> {
+        let invalid = |service: &str, message: String| ComposeError::Invalid {
+            path: self.file.clone(),
+            service: service.into(),
+            message,
+        };
+        for (name, service) in &self.services {
+            if service.image.is_none() && service.build.is_none() {
+                return Err(invalid(name, "needs an image or a build".into()));
+            }
+            for dep in service.depends_on.keys() {
+                if !self.services.contains_key(dep) {
+                    return Err(invalid(name, format!("depends on unknown service {dep:?}")));
+                }
+            }
+            for port in &service.ports {
+                PortMapping::parse(port).map_err(|e| invalid(name, e))?;
+            }
+            for network in &service.networks {
+                if !self.networks.contains(network) {
+                    return Err(invalid(
+                        name,
+                        format!("uses undeclared network {network:?}"),
+                    ));
+                }
+            }
+            if let Some(h) = &service.healthcheck {
+                for d in [&h.interval, &h.timeout, &h.start_period]
+                    .into_iter()
+                    .flatten()
+                {
+                    model::duration_ns(d)
+                        .map_err(|e| invalid(name, format!("healthcheck: {e}")))?;
+                }
+            }
+        }
+        start_order(&self.services).map_err(|source| ComposeError::Order {
+            path: self.file.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// The service names, or what is wrong with `names` (an unknown one,
+    /// with the valid ones listed).
+    pub fn select(&self, names: &[String]) -> Result<Vec<String>, String> {
+        if names.is_empty() {
+            return Ok(self.services.keys().cloned().collect());
+        }
+        for n in names {
+            if !self.services.contains_key(n) {
+                return Err(format!(
+                    "no service {n:?} in {}; the services are: {}",
+                    self.file.display(),
+                    self.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Ok(names.to_vec())
+    }
+
+    /// `names` and everything they depend on, transitively.
+    pub fn with_dependencies(&self, names: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut stack: Vec<String> = names.to_vec();
+        while let Some(n) = stack.pop() {
+            if out.contains(&n) {
+                continue;
+            }
+            if let Some(s) = self.services.get(&n) {
+                stack.extend(s.depends_on.keys().cloned());
+            }
+            out.push(n);
+        }
+        out.sort();
+        out
+    }
+}
+
+/// A short-syntax port: `[ip:]host:container[/proto]` or `container`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl PortMapping {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (spec, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        let port = |s: &str| {
+            s.parse::<u16>()
+                .map_err(|_| format!("bad port {s:?} in {text:?}"))
+        };
+        let (host_ip, host_port, container) = match parts.as_slice() {
+            [c] => (None, None, port(c)?),
+            [c, h] => (None, Some(port(h)?), port(c)?),
+            [c, h, ip] => (Some(ip.to_string()), Some(port(h)?), port(c)?),
+            _ => return Err(format!("bad port mapping {text:?}")),
+        };
+        Ok(Self {
+            host_ip,
+            host_port,
+            container_port: container,
+            protocol: protocol.to_string(),
+        })
+    }
+}
+
+fn interpolate_all(
+    value: &mut serde_yaml::Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), InterpolationError> {
+    match value {
+        serde_yaml::Value::String(s) => *s = interpolate(s, lookup)?,
+        serde_yaml::Value::Sequence(items) => {
+            for item in items {
+                interpolate_all(item, lookup)?;
+            }
+        }
+        serde_yaml::Value::Mapping(m) => {
+            for (_, v) in m.iter_mut() {
+                interpolate_all(v, lookup)?;
+            }
+        }
+        serde_yaml::Value::Tagged(t) => interpolate_all(&mut t.value, lookup)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A digest of everything that defines the service's container, as
+/// `com.docker.compose.config-hash`: `up` recreates a container whose hash
+/// differs and leaves the others alone.
+pub fn config_hash(service: &Service, image_id: &str) -> String {
+    let json = serde_json::json!({ "service": service, "image": image_id });
+    let digest = Sha256::digest(json.to_string().as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Project, ComposeError> {
+        let map: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Project::parse(Path::new("compose/docker-compose.yml"), text, &|n| {
+            map.get(n).cloned()
+        })
+    }
+
+    #[test]
+    fn the_repository_compose_file_loads_with_its_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../compose/docker-compose.yml");
+        let project = Project::load_with(&file, &|name| {
+            (name == "COMPOSE_PROJECT_NAME").then(|| "pixelflow".into())
+        })
+        .expect("the compose file loads");
+        assert_eq!(project.name, "pixelflow");
+        assert_eq!(
+            project.services["postgres"].image.as_deref(),
+            Some("postgres:15")
+        );
+        assert_eq!(
+            project.services["api"].environment["KAFKA_BROKERS"],
+            "kafka:9092"
+        );
+        assert_eq!(
+            project.services["api"].environment["AUTH_SERVICE_URL"],
+            "http://auth:50051"
+        );
+        assert!(project.services["auth"].healthcheck.is_some());
+        let order = start_order(&project.services).expect("no cycle");
+        let position = |s: &str| order.iter().position(|level| level.iter().any(|n| n == s));
+        assert!(position("postgres") < position("auth"));
+        assert!(position("auth") < position("api"));
+    }
+
+    #[test]
+    fn image_variables_replace_third_party_images() {
+        let project = parse(
+            "services:\n  db:\n    image: ${POSTGRES_IMAGE:-postgres:15}\n",
+            &[("POSTGRES_IMAGE", "local/pg:15")],
+        )
+        .expect("parses");
+        assert_eq!(project.services["db"].image.as_deref(), Some("local/pg:15"));
+    }
+
+    #[test]
+    fn merge_keys_and_extension_fields_work() {
+        let text = "x-base: &base\n  restart: always\n  environment: &env\n    A: '1'\nservices:\n  s:\n    <<: *base\n    image: i\n    environment:\n      <<: *env\n      B: '2'\n";
+        let project = parse(text, &[]).expect("parses");
+        let s = &project.services["s"];
+        assert_eq!(s.restart.as_deref(), Some("always"));
+        assert_eq!(
+            (s.environment["A"].as_str(), s.environment["B"].as_str()),
+            ("1", "2")
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_and_line() {
+        let err = parse("services:\n  a:\n    image: [unclosed\n", &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("compose/docker-compose.yml:"), "{text}");
+        assert!(text.contains(":4:") || text.contains(":3:"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_type_says_what_was_expected() {
+        let err = parse("services:\n  a:\n    image: i\n    ports: { a: 1 }\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn unknown_dependencies_and_services_are_named() {
+        let err = parse(
+            "services:\n  a:\n    image: i\n    depends_on: [ghost]\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown service \"ghost\""),
+            "{err}"
+        );
+        let project =
+            parse("services:\n  a:\n    image: i\n  b:\n    image: j\n", &[]).expect("parses");
+        let err = project.select(&["c".into()]).unwrap_err();
+        assert!(err.contains("the services are: a, b"), "{err}");
+    }
+
+    #[test]
+    fn ports_parse_in_every_short_form() {
+        assert_eq!(
+            PortMapping::parse("8080").map(|p| (p.host_port, p.container_port)),
+            Ok((None, 8080))
+        );
+        let p = PortMapping::parse("127.0.0.1:9090:90/udp").expect("valid");
+        assert_eq!(
+            (
+                p.host_ip.as_deref(),
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str()
+            ),
+            (Some("127.0.0.1"), Some(9090), 90, "udp")
+        );
+        assert!(PortMapping::parse("x:80").is_err());
+    }
+
+    #[test]
+    fn the_config_hash_changes_with_the_config_and_the_image_only() {
+        let project = parse(
+            "services:\n  a:\n    image: i\n    environment: { A: '1' }\n",
+            &[],
+        )
+        .expect("parses");
+        let a = project.services["a"].clone();
+        let same = config_hash(&a, "sha256:1");
+        assert_eq!(same, config_hash(&a.clone(), "sha256:1"));
+        assert_ne!(same, config_hash(&a, "sha256:2"));
+        let mut changed = a.clone();
+        changed.environment.insert("A".into(), "2".into());
+        assert_ne!(same, config_hash(&changed, "sha256:1"));
+    }
+
+    #[test]
+    fn dotenv_lines_read_like_compose_reads_them() {
+        let env = parse_dotenv("# c\nA=1\nexport B=\"two words\"\nC='x'\n\nD=\n");
+        assert_eq!(env["A"], "1");
+        assert_eq!(env["B"], "two words");
+        assert_eq!(env["C"], "x");
+        assert_eq!(env["D"], "");
+    }
+}

@@ -1,0 +1,202 @@
+//! How a compose project maps onto Docker objects, named and labelled the
+//! way docker compose names and labels them, so `docker compose ps` and
+//! `docker compose logs` see what pixelflowctl created (and the reverse).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::container::{Config, NetworkingConfig};
+use bollard::models::{
+    EndpointSettings, HealthConfig, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use crate::compose::model::{duration_ns, Words};
+use crate::compose::{PortMapping, Project, Service};
+
+pub const PROJECT: &str = "com.docker.compose.project";
+pub const SERVICE: &str = "com.docker.compose.service";
+pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+pub const NUMBER: &str = "com.docker.compose.container-number";
+pub const ONEOFF: &str = "com.docker.compose.oneoff";
+pub const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
+pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+pub const VERSION: &str = "com.docker.compose.version";
+pub const NETWORK: &str = "com.docker.compose.network";
+pub const VOLUME: &str = "com.docker.compose.volume";
+
+pub fn container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}-1")
+}
+
+pub fn network_name(project: &str, network: &str) -> String {
+    format!("{project}_{network}")
+}
+
+pub fn volume_name(project: &str, volume: &str) -> String {
+    format!("{project}_{volume}")
+}
+
+/// The image a service runs: its `image:`, else `<project>-<service>`.
+pub fn image_of(project: &Project, service: &str) -> String {
+    project.services[service]
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("{}-{service}", project.name))
+}
+
+pub fn label_filter(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}
+
+fn absolute(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .display()
+        .to_string()
+}
+
+pub fn project_labels(project: &Project) -> HashMap<String, String> {
+    HashMap::from([(PROJECT.to_string(), project.name.clone())])
+}
+
+/// The container for `service`, with `hash` as its config hash.
+pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<String> {
+    let service: &Service = &project.services[name];
+    let mut labels = project_labels(project);
+    labels.extend([
+        (SERVICE.to_string(), name.to_string()),
+        (CONFIG_HASH.to_string(), hash.to_string()),
+        (NUMBER.to_string(), "1".to_string()),
+        (ONEOFF.to_string(), "False".to_string()),
+        (WORKING_DIR.to_string(), absolute(&project.dir)),
+        (CONFIG_FILES.to_string(), absolute(&project.file)),
+        (
+            VERSION.to_string(),
+            format!("pixelflowctl-{}", env!("CARGO_PKG_VERSION")),
+        ),
+    ]);
+    let mut exposed = HashMap::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for port in &service.ports {
+        // Validated when the project was loaded.
+        let Ok(p) = PortMapping::parse(port) else {
+            continue;
+        };
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        exposed.insert(key.clone(), HashMap::new());
+        if let Some(host_port) = p.host_port {
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: Some(host_port.to_string()),
+                });
+        }
+    }
+    let binds = service
+        .volumes
+        .iter()
+        .map(|v| {
+            let (source, rest) = v.split_once(':').unwrap_or((v.as_str(), ""));
+            let source = if source.starts_with('.') || source.starts_with('/') {
+                absolute(&project.dir.join(source))
+            } else {
+                volume_name(&project.name, source)
+            };
+            if rest.is_empty() {
+                source
+            } else {
+                format!("{source}:{rest}")
+            }
+        })
+        .collect::<Vec<_>>();
+    let networks = if service.networks.is_empty() {
+        project
+            .networks
+            .first()
+            .cloned()
+            .into_iter()
+            .collect::<Vec<_>>()
+    } else {
+        service.networks.clone()
+    };
+    let endpoints = networks
+        .first()
+        .map(|n| {
+            HashMap::from([(
+                network_name(&project.name, n),
+                EndpointSettings {
+                    aliases: Some(vec![name.to_string()]),
+                    ..Default::default()
+                },
+            )])
+        })
+        .unwrap_or_default();
+    let restart = service.restart.as_deref().map(|r| RestartPolicy {
+        name: Some(match r {
+            "always" => RestartPolicyNameEnum::ALWAYS,
+            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+            _ => RestartPolicyNameEnum::NO,
+        }),
+        maximum_retry_count: None,
+    });
+    Config {
+        image: Some(image_of(project, name)),
+        cmd: service.command.as_ref().map(Words::argv),
+        entrypoint: service.entrypoint.as_ref().map(Words::argv),
+        env: Some(
+            service
+                .environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        labels: Some(labels),
+        exposed_ports: Some(exposed),
+        healthcheck: service.healthcheck.as_ref().and_then(|h| {
+            let test = match h.test.as_ref()? {
+                Words::Line(l) => vec!["CMD-SHELL".to_string(), l.clone()],
+                Words::List(v) => v.clone(),
+            };
+            let ns = |d: &Option<String>| d.as_deref().and_then(|d| duration_ns(d).ok());
+            Some(HealthConfig {
+                test: Some(if h.disable == Some(true) {
+                    vec!["NONE".into()]
+                } else {
+                    test
+                }),
+                interval: ns(&h.interval),
+                timeout: ns(&h.timeout),
+                retries: h.retries,
+                start_period: ns(&h.start_period),
+                ..Default::default()
+            })
+        }),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            binds: Some(binds),
+            restart_policy: restart,
+            network_mode: networks.first().map(|n| network_name(&project.name, n)),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: endpoints,
+        }),
+        hostname: Some(name.to_string()),
+        ..Default::default()
+    }
+}
+
+/// `http://localhost:<port>` for services with a published HTTP port.
+pub fn urls(service: &Service) -> Vec<String> {
+    service
+        .ports
+        .iter()
+        .filter_map(|p| PortMapping::parse(p).ok())
+        .filter_map(|p| p.host_port)
+        .map(|p| format!("http://localhost:{p}"))
+        .collect()
+}
