@@ -17,8 +17,9 @@ use crate::render::Level;
 #[command(name = "pixelflowctl", version)]
 pub struct Cli {
     /// The compose file. Default: compose/docker-compose.yml in this folder
-    /// or the nearest parent that has one.
-    #[arg(short = 'f', long, global = true, env = "PIXELFLOW_COMPOSE_FILE")]
+    /// or the nearest parent that has one. Goes before the command, as with
+    /// docker compose (`logs -f` is --follow).
+    #[arg(short = 'f', long, env = "PIXELFLOW_COMPOSE_FILE")]
     pub file: Option<PathBuf>,
 
     /// Results as a table or as JSON (progress always goes to stderr).
@@ -107,4 +108,23 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_nanos(
         u64::try_from(ns).map_err(|_| "negative duration")?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_for_timeouts() {
+        assert_eq!(
+            super::parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert!(super::parse_duration("soon").is_err());
+    }
 }

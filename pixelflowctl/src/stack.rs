@@ -190,8 +190,17 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
     }
 }
 
-/// `http://localhost:<port>` for services with a published HTTP port.
+/// `http://localhost:<port>` for services with a published port whose
+/// healthcheck speaks HTTP (so not PostgreSQL or Kafka).
 pub fn urls(service: &Service) -> Vec<String> {
+    let http = service
+        .healthcheck
+        .as_ref()
+        .and_then(|h| h.test.as_ref())
+        .is_some_and(|t| t.argv().iter().any(|w| w.contains("http://")));
+    if !http {
+        return Vec::new();
+    }
     service
         .ports
         .iter()

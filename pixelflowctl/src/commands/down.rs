@@ -13,7 +13,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let label = stack::label_filter(stack::PROJECT, &project.name);
-    for c in engine.containers(&[label.clone()]).await? {
+    for c in engine.containers(std::slice::from_ref(&label)).await? {
         let name = c
             .names
             .as_ref()

@@ -69,7 +69,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let width = services.iter().map(String::len).max().unwrap_or(0);
-    let (tx, mut rx) = mpsc::channel::<(usize, String)>(1024);
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
     for (index, service) in services.iter().enumerate() {
         let (engine, tx) = (engine.clone(), tx.clone());
         let container = stack::container_name(&project.name, service);
@@ -79,10 +79,11 @@ pub async fn run(
         );
     }
     drop(tx);
-    while let Some((index, line)) = rx.recv().await {
-        if line.starts_with("\u{0}error:") {
-            anyhow::bail!("{}", &line[7..]);
-        }
+    while let Some(event) = rx.recv().await {
+        let (index, line) = match event {
+            Event::Line(index, line) => (index, line),
+            Event::Failed(error) => anyhow::bail!("{error}"),
+        };
         if let Some(min) = options.level {
             if render::level_of(&line).is_some_and(|l| l < min) {
                 continue;
@@ -103,6 +104,12 @@ pub async fn run(
     Ok(())
 }
 
+enum Event {
+    Line(usize, String),
+    /// The logs could not be read at all (no such container, say).
+    Failed(String),
+}
+
 /// Sends `container`'s lines; with `follow`, re-attaches after the
 /// container stops and runs again, skipping lines already sent.
 async fn stream(
@@ -112,7 +119,7 @@ async fn stream(
     follow: bool,
     tail: Option<usize>,
     since: i64,
-    tx: mpsc::Sender<(usize, String)>,
+    tx: mpsc::Sender<Event>,
 ) {
     let mut last: Option<DateTime<Utc>> = None;
     let mut tail = tail;
@@ -124,7 +131,7 @@ async fn stream(
                 Ok(l) => l.text,
                 Err(e) => {
                     if last.is_none() {
-                        let _ = tx.send((index, format!("\u{0}error:{e}"))).await;
+                        let _ = tx.send(Event::Failed(e.to_string())).await;
                         return;
                     }
                     break;
@@ -139,7 +146,7 @@ async fn stream(
             if ts.is_some() {
                 last = ts;
             }
-            if tx.send((index, text.to_string())).await.is_err() {
+            if tx.send(Event::Line(index, text.to_string())).await.is_err() {
                 return;
             }
         }

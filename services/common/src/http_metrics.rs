@@ -89,7 +89,12 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
 
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let status = status.as_u16();
-    if status >= 500 {
+    // Healthchecks probe every few seconds; successful probes would drown
+    // the log at info.
+    let probe = endpoint == "/health" || endpoint == "/ready";
+    if probe && status < 400 {
+        tracing::debug!(%method, %path, %endpoint, status, duration_ms, "request handled");
+    } else if status >= 500 {
         tracing::error!(%method, %path, %endpoint, status, duration_ms, "request failed");
     } else if status >= 400 {
         tracing::warn!(%method, %path, %endpoint, status, duration_ms, "request rejected");
