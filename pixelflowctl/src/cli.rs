@@ -53,7 +53,9 @@ pub enum Command {
             default_value = "dockerfile"
         )]
         images: images::Source,
-        /// Rebuild the services' images even when present.
+        /// Rebuild the services' images even when present (with --images
+        /// host they are always repackaged: cheap, and cached when the
+        /// binary did not change).
         #[arg(long)]
         build: bool,
         /// With --images host: the cargo profile whose binaries to package

@@ -44,7 +44,10 @@ pub async fn ensure(
         let image = image_of(project, name);
         let present = engine.image_id(&image).await?;
         let id = match (&service.build, present) {
-            (Some(_), Some(id)) if !options.rebuild => id,
+            // Host packaging is a cached COPY of the binary: always redo it,
+            // so a rebuilt binary reaches its container (and an unchanged one
+            // keeps the image id, and so its container).
+            (Some(_), Some(id)) if !options.rebuild && options.source == Source::Dockerfile => id,
             (Some(build), _) => {
                 let bar = printer.spinner(format!("{name}: building {image}"));
                 let service_arg = build
