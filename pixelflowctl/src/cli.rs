@@ -42,6 +42,10 @@ pub enum Command {
     Up {
         /// Services to bring up, with what they depend on (default: all).
         services: Vec<String>,
+        /// Leave these services out, e.g. `--without grafana` where Grafana
+        /// cannot be had. Services that depend on one are left out too.
+        #[arg(long, value_name = "SERVICE")]
+        without: Vec<String>,
         /// How long to wait for each service to become healthy.
         #[arg(long, default_value = "180s", value_parser = parse_duration)]
         timeout: std::time::Duration,

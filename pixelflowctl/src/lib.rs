@@ -58,16 +58,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let project = compose::Project::load(&file)?;
+    // Names first: a typo deserves its answer even with Docker down.
+    let named: &[String] = match &cli.command {
+        Command::Up {
+            services, without, ..
+        } => {
+            project.select(without).map_err(anyhow::Error::msg)?;
+            services
+        }
+        Command::Ps { services }
+        | Command::Logs { services, .. }
+        | Command::Restart { services, .. } => services,
+        Command::Down { .. } => &[],
+    };
+    project.select(named).map_err(anyhow::Error::msg)?;
     let engine = docker::Engine::connect().await?;
     match cli.command {
         Command::Up {
             services,
+            without,
             timeout,
             images,
             build,
             profile,
         } => {
-            project.select(&services).map_err(anyhow::Error::msg)?;
             let options = commands::up::Options {
                 timeout,
                 images: images::Options {
@@ -76,7 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     profile,
                 },
             };
-            commands::up::run(&engine, &project, &services, &options, &printer).await
+            commands::up::run(&engine, &project, &services, &without, &options, &printer).await
         }
         Command::Ps { services } => {
             let services = project.select(&services).map_err(anyhow::Error::msg)?;

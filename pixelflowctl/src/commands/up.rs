@@ -31,11 +31,20 @@ pub async fn run(
     engine: &Engine,
     project: &Project,
     requested: &[String],
+    without: &[String],
     options: &Options,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let wanted = project.with_dependencies(requested);
+    let requested = if requested.is_empty() {
+        project.services.keys().cloned().collect()
+    } else {
+        requested.to_vec()
+    };
+    let (wanted, skipped) = project.without(&project.with_dependencies(&requested), without);
+    for name in &skipped {
+        printer.status(format!("{name}: left out (--without)"));
+    }
     let ids = images::ensure(engine, project, &wanted, &options.images, printer).await?;
 
     for network in &project.networks {

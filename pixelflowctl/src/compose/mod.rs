@@ -228,6 +228,37 @@ impl Project {
     }
 }
 
+impl Project {
+    /// `services` less `without` and whatever depends on those, as
+    /// (kept, left out).
+    pub fn without(&self, services: &[String], without: &[String]) -> (Vec<String>, Vec<String>) {
+        let mut out: Vec<String> = without.to_vec();
+        loop {
+            let more: Vec<String> = services
+                .iter()
+                .filter(|s| !out.contains(s))
+                .filter(|s| self.services[*s].depends_on.keys().any(|d| out.contains(d)))
+                .cloned()
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            out.extend(more);
+        }
+        let kept = services
+            .iter()
+            .filter(|s| !out.contains(s))
+            .cloned()
+            .collect();
+        let left: Vec<String> = services
+            .iter()
+            .filter(|s| out.contains(s))
+            .cloned()
+            .collect();
+        (kept, left)
+    }
+}
+
 /// A short-syntax port: `[ip:]host:container[/proto]` or `container`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMapping {
@@ -383,6 +414,16 @@ mod tests {
             parse("services:\n  a:\n    image: i\n  b:\n    image: j\n", &[]).expect("parses");
         let err = project.select(&["c".into()]).unwrap_err();
         assert!(err.contains("the services are: a, b"), "{err}");
+    }
+
+    #[test]
+    fn leaving_a_service_out_leaves_out_what_depends_on_it() {
+        let text = "services:\n  db:\n    image: i\n  app:\n    image: i\n    depends_on: [db]\n  ui:\n    image: i\n    depends_on: [app]\n  other:\n    image: i\n";
+        let project = parse(text, &[]).expect("parses");
+        let all = project.select(&[]).expect("all");
+        let (kept, left) = project.without(&all, &["app".into()]);
+        assert_eq!(kept, ["db", "other"]);
+        assert_eq!(left, ["app", "ui"]);
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! The errors a user meets, each with its message and exit code.
+
+use std::process::Output;
+
+use tokio::process::Command;
+
+fn pixelflowctl(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pixelflowctl"));
+    command
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true);
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn an_unreachable_docker_is_exit_code_3_with_how_to_start_it() {
+    let output = pixelflowctl(&["ps"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("Docker is not reachable"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("dockerd"), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn a_compose_file_that_does_not_parse_is_exit_code_4_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, "services:\n  a:\n    image: [oops\n").expect("write");
+    let output = pixelflowctl(&["--file", file.to_str().expect("utf-8"), "ps"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("docker-compose.yml:"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_service_lists_the_valid_ones() {
+    let output = pixelflowctl(&["logs", "nosuch"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output)
+            .contains("the services are: api, auth, grafana, kafka, postgres, prometheus, worker"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn a_taken_host_port_is_named_with_its_service() {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    let project = format!("pfport{}", std::process::id());
+    let output = pixelflowctl(&["up", "--timeout", "60s", "postgres"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .env("POSTGRES_IMAGE", "pixelflow-standin/postgres:15")
+        .env("POSTGRES_PORT", &port)
+        .output()
+        .await
+        .expect("runs");
+    let message = stderr(&output);
+    let _ = pixelflowctl(&["down", "-v"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .output()
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!(
+            "host port {port} for service postgres is already in use"
+        )),
+        "{message}"
+    );
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_service_that_exits_ends_the_wait_at_once_with_its_last_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  broken:\n    image: pixelflow-standin/base:bookworm\n    command: [\"sh\", \"-c\", \"echo boom; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 1s\n",
+    )
+    .expect("write");
+    let project = format!("pfexit{}", std::process::id());
+    let file = file.to_str().expect("utf-8").to_string();
+    let started = std::time::Instant::now();
+    let output = pixelflowctl(&["--file", &file, "up", "--timeout", "120s"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .output()
+        .await
+        .expect("runs");
+    let waited = started.elapsed();
+    let message = stderr(&output);
+    let _ = pixelflowctl(&["--file", &file, "down", "-v"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .output()
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("broken exited with code 3"), "{message}");
+    assert!(
+        message.contains("boom"),
+        "the last log lines are shown: {message}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(60),
+        "it waited {waited:?} for a dead container"
+    );
+}
