@@ -101,6 +101,40 @@ pub enum Command {
         #[arg(long, default_value = "180s", value_parser = parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Check every service's metrics against typed expectations, run a
+    /// real register/login/upload/process flow and check each counter moved
+    /// by what it did, then check Prometheus, the dashboards and Grafana.
+    /// Works on the Docker stack and on services run as processes.
+    ///
+    /// Exit codes: 0 all passed, 1 a check failed, 2 verify could not run
+    /// (a target did not answer).
+    Verify {
+        /// Expectations file (TOML); default: the embedded verify.toml.
+        #[arg(long)]
+        spec: Option<std::path::PathBuf>,
+        /// Where a service's metrics are: SERVICE=URL (repeatable), e.g.
+        /// auth=http://127.0.0.1:50051/metrics.
+        #[arg(long, value_parser = crate::verify::parse_target)]
+        target: Vec<(String, String)>,
+        /// Skip the flow: only check the scrapes as they are.
+        #[arg(long)]
+        no_flow: bool,
+        /// How long the flow waits for its task to complete.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        flow_timeout: std::time::Duration,
+        /// Prometheus' base URL (skipped, visibly, when not reachable).
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        prometheus: String,
+        /// Grafana's base URL (skipped, visibly, when not reachable).
+        #[arg(long, default_value = "http://127.0.0.1:3001")]
+        grafana: String,
+        /// The dashboards whose panel queries to check.
+        #[arg(long, default_value = "dashboards")]
+        dashboards: std::path::PathBuf,
+        /// Also write the results as JUnit XML to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
+    },
     /// Remove the project's containers and networks.
     Down {
         /// Remove the project's named volumes too (their data is lost).

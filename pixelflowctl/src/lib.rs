@@ -9,6 +9,7 @@ mod images;
 mod printer;
 pub mod render;
 mod stack;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,8 @@ use anyhow::Context;
 pub use cli::{Cli, Command};
 pub use docker::DockerError;
 
+/// Exit code when verify could not run.
+pub const EXIT_COULD_NOT_RUN: u8 = 2;
 /// Exit code when Docker cannot be reached.
 pub const EXIT_DOCKER_UNREACHABLE: u8 = 3;
 /// Exit code when the compose file is invalid.
@@ -27,6 +30,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(DockerError::Unreachable { .. }) = cause.downcast_ref::<DockerError>() {
             return EXIT_DOCKER_UNREACHABLE;
+        }
+        if cause.downcast_ref::<verify::CouldNotRun>().is_some() {
+            return EXIT_COULD_NOT_RUN;
         }
         if cause.downcast_ref::<compose::ComposeError>().is_some() {
             return EXIT_COMPOSE_INVALID;
@@ -45,6 +51,34 @@ fn find_compose_file(start: &Path) -> Option<PathBuf> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let printer = printer::Printer::new(cli.output, cli.quiet);
+    // verify needs neither the compose file nor Docker: its targets can be
+    // anywhere.
+    if let Command::Verify {
+        spec,
+        target,
+        no_flow,
+        flow_timeout,
+        prometheus,
+        grafana,
+        dashboards,
+        junit,
+    } = cli.command
+    {
+        let options = verify::Options {
+            spec,
+            targets: target,
+            flow: !no_flow,
+            flow_timeout,
+            prometheus: prometheus.trim_end_matches('/').to_string(),
+            grafana: grafana.trim_end_matches('/').to_string(),
+            dashboards,
+            junit,
+        };
+        return match verify::run(options, &printer).await? {
+            true => Ok(()),
+            false => Err(anyhow::anyhow!("verify: some checks failed")),
+        };
+    }
     let file = match cli.file {
         Some(f) => f,
         None => {
@@ -69,7 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ps { services }
         | Command::Logs { services, .. }
         | Command::Restart { services, .. } => services,
-        Command::Down { .. } => &[],
+        Command::Down { .. } | Command::Verify { .. } => &[],
     };
     project.select(named).map_err(anyhow::Error::msg)?;
     let engine = docker::Engine::connect().await?;
@@ -121,5 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Down { volumes } => {
             commands::down::run(&engine, &project, volumes, &printer).await
         }
+        // Handled above, before the compose file and Docker.
+        Command::Verify { .. } => Ok(()),
     }
 }

@@ -257,6 +257,39 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
     );
     let _ = follower.kill().await;
 
+    // verify on the Docker stack, Prometheus included (Grafana is not
+    // part of this stack: its checks are skipped).
+    let target = |service: &str, port: &str| {
+        format!("{service}=http://127.0.0.1:{}/metrics", stack.port(port))
+    };
+    let verified = stack
+        .run(&[
+            "--output",
+            "json",
+            "verify",
+            "--target",
+            &target("auth", "AUTH_PORT"),
+            "--target",
+            &target("api", "API_PORT"),
+            "--target",
+            &target("worker", "WORKER_PORT"),
+            "--prometheus",
+            &format!("http://127.0.0.1:{}", stack.port("PROMETHEUS_PORT")),
+            "--grafana",
+            &format!("http://127.0.0.1:{}", stack.port("GRAFANA_PORT")),
+        ])
+        .await;
+    let report: Value = serde_json::from_slice(&verified.stdout).expect("verify JSON");
+    let rows = report.as_array().expect("rows");
+    let prometheus_passed = rows
+        .iter()
+        .filter(|c| c["service"] == "prometheus" && c["outcome"] == "pass")
+        .count();
+    assert!(
+        prometheus_passed >= 4,
+        "Prometheus checks did not run: {report:#}"
+    );
+
     stack.run(&["down", "-v"]).await;
     let label = format!("label=com.docker.compose.project={}", stack.project);
     assert_eq!(

@@ -1,0 +1,135 @@
+//! One scrape, read with prometheus-parse, grouped by family. Types and
+//! HELP are read from the `#` lines, so a family is known even before it
+//! has samples.
+
+use std::collections::BTreeMap;
+
+use prometheus_parse::{Scrape, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub value: Value,
+}
+
+#[derive(Debug, Default)]
+pub struct Family {
+    pub kind: Option<String>,
+    pub help: Option<String>,
+    /// For histograms: the `le` buckets (one Series per label set, value
+    /// Histogram), plus `_sum`/`_count` below.
+    pub series: Vec<Series>,
+    pub sums: Vec<Series>,
+    pub counts: Vec<Series>,
+}
+
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub families: BTreeMap<String, Family>,
+    /// Lines prometheus-parse could not read.
+    pub unreadable: Vec<String>,
+}
+
+impl Exposition {
+    pub fn parse(text: &str) -> Self {
+        let mut exposition = Exposition::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut parts = rest.split_whitespace();
+                if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
+                    exposition
+                        .families
+                        .entry(name.to_string())
+                        .or_default()
+                        .kind = Some(kind.to_string());
+                }
+            } else if !line.trim().is_empty() && !line.starts_with('#') {
+                if let prometheus_parse::LineInfo::Ignored = prometheus_parse::LineInfo::parse(line)
+                {
+                    exposition.unreadable.push(line.to_string());
+                }
+            }
+        }
+        let scrape = match Scrape::parse(text.lines().map(|l| Ok(l.to_string()))) {
+            Ok(s) => s,
+            Err(e) => {
+                exposition.unreadable.push(e.to_string());
+                return exposition;
+            }
+        };
+        for (name, help) in scrape.docs {
+            exposition.families.entry(name).or_default().help = Some(help);
+        }
+        for sample in scrape.samples {
+            let labels: BTreeMap<String, String> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let series = Series {
+                labels,
+                value: sample.value,
+            };
+            let (family, slot) = if let Some(base) = sample
+                .metric
+                .strip_suffix("_sum")
+                .filter(|b| is_histogram(&exposition, b))
+            {
+                (base.to_string(), 1)
+            } else if let Some(base) = sample
+                .metric
+                .strip_suffix("_count")
+                .filter(|b| is_histogram(&exposition, b))
+            {
+                (base.to_string(), 2)
+            } else {
+                (sample.metric, 0)
+            };
+            let family = exposition.families.entry(family).or_default();
+            match slot {
+                1 => family.sums.push(series),
+                2 => family.counts.push(series),
+                _ => family.series.push(series),
+            }
+        }
+        exposition
+    }
+
+    /// The value of a counter, gauge or untyped sample whose labels include
+    /// `labels`; histogram `_count` with `family_count`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matches = |s: &&Series| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        };
+        if let Some(base) = name.strip_suffix("_count") {
+            if let Some(f) = self
+                .families
+                .get(base)
+                .filter(|f| f.kind.as_deref() == Some("histogram"))
+            {
+                return f.counts.iter().find(matches).and_then(|s| scalar(&s.value));
+            }
+        }
+        self.families
+            .get(name)?
+            .series
+            .iter()
+            .find(matches)
+            .and_then(|s| scalar(&s.value))
+    }
+}
+
+fn is_histogram(e: &Exposition, name: &str) -> bool {
+    e.families
+        .get(name)
+        .is_some_and(|f| matches!(f.kind.as_deref(), Some("histogram") | Some("summary")))
+}
+
+pub fn scalar(v: &Value) -> Option<f64> {
+    match v {
+        Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => Some(*x),
+        _ => None,
+    }
+}
