@@ -15,13 +15,22 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const STANDINS: [(&str, &str); 4] = [
+const STANDINS: [(&str, &str); 5] = [
+    ("ALERTMANAGER_IMAGE", "pixelflow-standin/alertmanager:0"),
     ("POSTGRES_IMAGE", "pixelflow-standin/postgres:15"),
     ("KAFKA_IMAGE", "pixelflow-standin/kafka:tansu"),
     ("PROMETHEUS_IMAGE", "pixelflow-standin/prometheus:2"),
     ("RUNTIME_IMAGE", "pixelflow-standin/base:bookworm"),
 ];
-const SERVICES: [&str; 6] = ["postgres", "kafka", "auth", "api", "worker", "prometheus"];
+const SERVICES: [&str; 7] = [
+    "postgres",
+    "kafka",
+    "auth",
+    "api",
+    "worker",
+    "alertmanager",
+    "prometheus",
+];
 
 struct Stack {
     project: String,
@@ -36,6 +45,7 @@ impl Stack {
             "API_PORT",
             "WORKER_PORT",
             "PROMETHEUS_PORT",
+            "ALERTMANAGER_PORT",
             "GRAFANA_PORT",
             "POSTGRES_PORT",
             "KAFKA_HOST_PORT",

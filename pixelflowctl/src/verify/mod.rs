@@ -278,7 +278,15 @@ fn panel_queries(dir: &std::path::Path) -> Vec<(String, String, String)> {
             let title = panel["title"].as_str().unwrap_or("untitled").to_string();
             for target in panel["targets"].as_array().cloned().unwrap_or_default() {
                 if let Some(expr) = target["expr"].as_str() {
-                    out.push((name.clone(), title.clone(), expr.to_string()));
+                    let series = target["legendFormat"]
+                        .as_str()
+                        .or(target["refId"].as_str())
+                        .unwrap_or("?");
+                    out.push((
+                        name.clone(),
+                        format!("{title} [{series}]"),
+                        expr.to_string(),
+                    ));
                 }
             }
         }
@@ -309,6 +317,9 @@ async fn dashboard_checks(
             format!("Prometheus not reachable at {prometheus}"),
         )];
     }
+    // rate() needs two scrapes in its window: on a stack that just came up
+    // a panel may have no data for up to two scrape intervals.
+    let deadline = Instant::now() + Duration::from_secs(40);
     let mut out = Vec::new();
     for (file, title, expr) in queries {
         let check = format!("{file}: {title}");
@@ -322,7 +333,14 @@ async fn dashboard_checks(
             ));
             continue;
         }
-        let result = query(http, prometheus, &expr).await;
+        let result = loop {
+            match query(http, prometheus, &expr).await {
+                Ok(r) if r.is_empty() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+                other => break other,
+            }
+        };
         out.push(match result {
             Ok(r) if r.is_empty() => Check::new(
                 "dashboards",
