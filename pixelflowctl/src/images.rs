@@ -38,8 +38,29 @@ pub async fn ensure(
     options: &Options,
     printer: &Printer,
 ) -> anyhow::Result<HashMap<String, String>> {
+    // Side by side: pulls and builds of different images do not wait on
+    // each other.
+    let results = futures::future::join_all(
+        services
+            .iter()
+            .map(|name| ensure_one(engine, project, name, options, printer)),
+    )
+    .await;
     let mut ids = HashMap::new();
-    for name in services {
+    for (name, result) in services.iter().zip(results) {
+        ids.insert(name.clone(), result?);
+    }
+    Ok(ids)
+}
+
+async fn ensure_one(
+    engine: &Engine,
+    project: &Project,
+    name: &String,
+    options: &Options,
+    printer: &Printer,
+) -> anyhow::Result<String> {
+    {
         let service = &project.services[name];
         let image = image_of(project, name);
         let present = engine.image_id(&image).await?;
@@ -116,9 +137,8 @@ pub async fn ensure(
                     .with_context(|| format!("{image} is missing right after its pull"))?
             }
         };
-        ids.insert(name.clone(), id);
+        Ok(id)
     }
-    Ok(ids)
 }
 
 /// A build context holding the host binary and a two-line Dockerfile.

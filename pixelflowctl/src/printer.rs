@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -15,26 +15,30 @@ pub struct Printer {
     pub output: Output,
     pub color: bool,
     quiet: bool,
+    /// Spinners of work running side by side share one display.
+    bars: MultiProgress,
 }
 
 impl Printer {
     pub fn new(output: Output, quiet: bool) -> Self {
         let color = std::env::var_os("NO_COLOR").is_none()
             && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let bars = MultiProgress::with_draw_target(if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
         Self {
             output,
             color,
             quiet,
+            bars,
         }
     }
 
     /// A spinner on stderr (hidden when stderr is not a terminal).
     pub fn spinner(&self, message: String) -> ProgressBar {
-        let bar = if self.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-        };
+        let bar = self.bars.add(ProgressBar::new_spinner());
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -44,10 +48,14 @@ impl Printer {
         bar
     }
 
-    /// A status line on stderr.
+    /// A status line on stderr, above any spinners.
     pub fn status(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", line.as_ref());
+            if self.bars.is_hidden() {
+                eprintln!("{}", line.as_ref());
+            } else {
+                let _ = self.bars.println(line.as_ref());
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture, FutureExt, Shared};
 
 use crate::compose::{config_hash, start_order, PortMapping, Project};
 use crate::docker::Engine;
@@ -81,22 +81,27 @@ pub async fn run(
         })
         .collect();
 
-    for level in start_order(&subset)? {
-        let results = join_all(level.iter().map(|name| {
-            let hash = config_hash(&project.services[name], &ids[name]);
-            bring_up(
-                engine,
-                project,
-                name,
-                hash,
-                existing.get(name),
-                options.timeout,
-                printer,
-            )
-        }))
-        .await;
-        for (name, result) in level.iter().zip(results) {
-            let action = result?;
+    // Each service starts as soon as its own dependencies are healthy, as
+    // compose does; independent services come up side by side.
+    let order: Vec<String> = start_order(&subset)?.into_iter().flatten().collect();
+    let mut ready: HashMap<String, Shared<BoxFuture<'_, Result<(), String>>>> = HashMap::new();
+    for name in &order {
+        let dependencies: Vec<_> = project.services[name]
+            .depends_on
+            .keys()
+            .filter_map(|d| ready.get(d).cloned())
+            .collect();
+        let hash = config_hash(&project.services[name], &ids[name]);
+        let current = existing.get(name);
+        let timeout = options.timeout;
+        let future = async move {
+            for dependency in dependencies {
+                // The dependency's own error is reported once, by itself.
+                dependency.await.map_err(|_| String::new())?;
+            }
+            let action = bring_up(engine, project, name, hash, current, timeout, printer)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
             let verb = match action {
                 Action::Unchanged => "unchanged",
                 Action::Started => "started",
@@ -104,7 +109,19 @@ pub async fn run(
                 Action::Recreated => "recreated",
             };
             printer.status(format!("{name}: {verb}, healthy"));
+            Ok(())
         }
+        .boxed()
+        .shared();
+        ready.insert(name.clone(), future);
+    }
+    let results = join_all(order.iter().map(|n| ready[n].clone())).await;
+    if let Some(error) = results
+        .into_iter()
+        .filter_map(Result::err)
+        .find(|e| !e.is_empty())
+    {
+        anyhow::bail!(error);
     }
     printer.status(format!("up in {:.1}s", started.elapsed().as_secs_f64()));
     commands::ps::run(engine, project, &wanted, printer).await
