@@ -11,7 +11,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use pixelflow_testkit::{eventually, free_port, png};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -205,24 +205,7 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
     let http = reqwest::Client::new();
     let auth = format!("http://127.0.0.1:{}", stack.port("AUTH_PORT"));
     let api = format!("http://127.0.0.1:{}", stack.port("API_PORT"));
-    let credentials = json!({ "email": "stack@example.com", "password": "correct horse" });
-    let registered = http
-        .post(format!("{auth}/register"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(registered.status(), 201);
-    let login: Value = http
-        .post(format!("{auth}/login"))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let bearer = format!("Bearer {}", login["token"].as_str().expect("token"));
+    let (bearer, _) = pixelflow_testkit::new_user(&http, &auth).await;
     let task: Value = http
         .post(format!("{api}/api/upload"))
         .header("Authorization", &bearer)

@@ -55,10 +55,7 @@ impl Settings {
             auth_timeout: millis("AUTH_TIMEOUT_MS", 3000)?,
             max_upload_bytes: env.checked("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
-            log_level: env.or(
-                "LOG_LEVEL",
-                pixelflow_common::logging::DEFAULT_FILTER.to_string(),
-            )?,
+            log_level: pixelflow_common::logging::level_from_env(env)?,
         })
     }
 }

@@ -56,10 +56,7 @@ impl Settings {
                 secret
             },
             token_ttl: Duration::from_secs(env.checked("TOKEN_TTL_SECONDS", 3600u64, positive)?),
-            log_level: env.or(
-                "LOG_LEVEL",
-                pixelflow_common::logging::DEFAULT_FILTER.to_string(),
-            )?,
+            log_level: pixelflow_common::logging::level_from_env(env)?,
         })
     }
 }

@@ -92,6 +92,13 @@ impl Visit for Fields {
 /// migrations that were already applied.
 pub const DEFAULT_FILTER: &str = "info,sqlx::postgres::notice=warn";
 
+/// `LOG_LEVEL`, or [`DEFAULT_FILTER`].
+pub fn level_from_env(
+    env: &crate::settings::Env,
+) -> Result<String, crate::settings::SettingsError> {
+    env.or("LOG_LEVEL", DEFAULT_FILTER.to_string())
+}
+
 /// Installs the JSON logger on stdout. `level` is `LOG_LEVEL`: a level
 /// (`info`) or a full filter (`info,sqlx=warn`).
 pub fn init(service: &'static str, level: &str) -> Result<(), String> {

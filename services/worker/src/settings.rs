@@ -49,10 +49,7 @@ impl Settings {
                 1000u64,
                 positive,
             )?),
-            log_level: env.or(
-                "LOG_LEVEL",
-                pixelflow_common::logging::DEFAULT_FILTER.to_string(),
-            )?,
+            log_level: pixelflow_common::logging::level_from_env(env)?,
         })
     }
 }

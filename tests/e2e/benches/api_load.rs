@@ -168,23 +168,7 @@ async fn main() {
         .map(|s| (s.name, s.rss_bytes()))
         .collect();
 
-    let email = format!("{}@example.com", pixelflow_testkit::unique("bench-"));
-    let credentials = json!({ "email": email, "password": "bench password" });
-    http.post(format!("{}/register", auth.base))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("register");
-    let login: Value = http
-        .post(format!("{}/login", auth.base))
-        .json(&credentials)
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login JSON");
-    let bearer = format!("Bearer {}", login["token"].as_str().expect("token"));
+    let (bearer, _) = pixelflow_testkit::new_user(&http, &auth.base).await;
     for _ in 0..20 {
         http.post(format!("{}/api/upload", api.base))
             .header("Authorization", &bearer)

@@ -76,6 +76,31 @@ where
     }
 }
 
+/// A user registered and logged in through auth at `auth_base`: the
+/// `Authorization` header value and the user id.
+pub async fn new_user(http: &reqwest::Client, auth_base: &str) -> (String, String) {
+    let email = format!("{}@example.com", unique("user-"));
+    let credentials = serde_json::json!({ "email": email, "password": "correct horse" });
+    let post = |path: &str| {
+        http.post(format!("{auth_base}{path}"))
+            .json(&credentials)
+            .send()
+    };
+    let registered = post("/register").await.expect("register");
+    assert_eq!(registered.status(), 201, "register");
+    let registered: serde_json::Value = registered.json().await.expect("register JSON");
+    let login: serde_json::Value = post("/login")
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login JSON");
+    (
+        format!("Bearer {}", login["token"].as_str().expect("token")),
+        registered["user_id"].as_str().expect("user_id").to_string(),
+    )
+}
+
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -10,7 +10,7 @@ use pixelflow_testkit::Metrics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const SECRET: &str = "test-secret-0123456789";
 
@@ -101,32 +101,7 @@ impl TestApi {
     /// Registers and logs in a fresh user through auth; returns the bearer
     /// header value and the user id.
     pub async fn user(&self) -> (String, String) {
-        let auth_base = &self.auth;
-        let email = format!("{}@example.com", pixelflow_testkit::unique("user-"));
-        let registered: Value = self
-            .http
-            .post(format!("{auth_base}/register"))
-            .json(&json!({ "email": email, "password": "correct horse" }))
-            .send()
-            .await
-            .expect("register")
-            .json()
-            .await
-            .expect("register json");
-        let login: Value = self
-            .http
-            .post(format!("{auth_base}/login"))
-            .json(&json!({ "email": email, "password": "correct horse" }))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("login json");
-        (
-            format!("Bearer {}", login["token"].as_str().expect("token")),
-            registered["user_id"].as_str().expect("user_id").to_string(),
-        )
+        pixelflow_testkit::new_user(&self.http, &self.auth).await
     }
 
     pub async fn upload(
