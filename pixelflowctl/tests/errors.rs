@@ -127,3 +127,37 @@ async fn a_service_that_exits_ends_the_wait_at_once_with_its_last_lines() {
         "it waited {waited:?} for a dead container"
     );
 }
+
+#[tokio::test]
+async fn a_service_that_turns_unhealthy_ends_the_wait_with_its_probe_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  sick:\n    image: pixelflow-standin/base:bookworm\n    command: [\"sleep\", \"600\"]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"echo probe says no; exit 1\"]\n      interval: 1s\n      retries: 1\n",
+    )
+    .expect("write");
+    let project = format!("pfsick{}", std::process::id());
+    let file = file.to_str().expect("utf-8").to_string();
+    let started = std::time::Instant::now();
+    let output = pixelflowctl(&["--file", &file, "up", "--timeout", "120s"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .output()
+        .await
+        .expect("runs");
+    let waited = started.elapsed();
+    let message = stderr(&output);
+    let _ = pixelflowctl(&["--file", &file, "down", "-v"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .output()
+        .await;
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("sick is unhealthy; last health probe: exit 1: probe says no"),
+        "{message}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(60),
+        "it waited {waited:?} for an unhealthy container"
+    );
+}

@@ -293,6 +293,13 @@ labels = ["method"]
     }
 
     #[test]
+    fn an_unreadable_line_fails_the_parse_check() {
+        let text = format!("{GOOD}this is not a sample line\n");
+        let failed = failures(&text);
+        assert_eq!(failed, ["unreadable: this is not a sample line"]);
+    }
+
+    #[test]
     fn a_missing_family_is_named() {
         let text = GOOD.replace("t_active", "t_other");
         assert_eq!(failures(&text), ["t_active is missing"]);

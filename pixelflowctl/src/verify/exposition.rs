@@ -44,8 +44,13 @@ impl Exposition {
                         .kind = Some(kind.to_string());
                 }
             } else if !line.trim().is_empty() && !line.starts_with('#') {
-                if let prometheus_parse::LineInfo::Ignored = prometheus_parse::LineInfo::parse(line)
-                {
+                // prometheus-parse skips both of these without a word.
+                let readable = match prometheus_parse::LineInfo::parse(line) {
+                    prometheus_parse::LineInfo::Sample { value, .. } => is_number(value),
+                    prometheus_parse::LineInfo::Ignored => false,
+                    _ => true,
+                };
+                if !readable {
                     exposition.unreadable.push(line.to_string());
                 }
             }
@@ -119,6 +124,15 @@ impl Exposition {
             .find(matches)
             .and_then(|s| scalar(&s.value))
     }
+}
+
+/// A sample value as the text format allows it: a float, `NaN`, `+Inf`,
+/// `-Inf`.
+fn is_number(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "nan" | "+inf" | "-inf" | "inf"
+    ) || value.parse::<f64>().is_ok()
 }
 
 fn is_histogram(e: &Exposition, name: &str) -> bool {
