@@ -93,16 +93,13 @@ async fn a_taken_host_port_is_named_with_its_service() {
     drop(listener);
 }
 
-#[tokio::test]
-async fn a_service_that_exits_ends_the_wait_at_once_with_its_last_lines() {
+/// Runs `up` on a one-service compose file in a project of its own, then
+/// takes it down; returns the exit code, stderr and how long `up` took.
+async fn up_alone(service: &str, prefix: &str) -> (Option<i32>, String, std::time::Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("docker-compose.yml");
-    std::fs::write(
-        &file,
-        "services:\n  broken:\n    image: pixelflow-standin/base:bookworm\n    command: [\"sh\", \"-c\", \"echo boom; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 1s\n",
-    )
-    .expect("write");
-    let project = format!("pfexit{}", std::process::id());
+    std::fs::write(&file, format!("services:\n{service}")).expect("write");
+    let project = format!("{prefix}{}", std::process::id());
     let file = file.to_str().expect("utf-8").to_string();
     let started = std::time::Instant::now();
     let output = pixelflowctl(&["--file", &file, "up", "--timeout", "120s"])
@@ -111,12 +108,21 @@ async fn a_service_that_exits_ends_the_wait_at_once_with_its_last_lines() {
         .await
         .expect("runs");
     let waited = started.elapsed();
-    let message = stderr(&output);
     let _ = pixelflowctl(&["--file", &file, "down", "-v"])
         .env("COMPOSE_PROJECT_NAME", &project)
         .output()
         .await;
-    assert_eq!(output.status.code(), Some(1), "{message}");
+    (output.status.code(), stderr(&output), waited)
+}
+
+#[tokio::test]
+async fn a_service_that_exits_ends_the_wait_at_once_with_its_last_lines() {
+    let (code, message, waited) = up_alone(
+        "  broken:\n    image: pixelflow-standin/base:bookworm\n    command: [\"sh\", \"-c\", \"echo boom; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 1s\n",
+        "pfexit",
+    )
+    .await;
+    assert_eq!(code, Some(1), "{message}");
     assert!(message.contains("broken exited with code 3"), "{message}");
     assert!(
         message.contains("boom"),
@@ -130,28 +136,12 @@ async fn a_service_that_exits_ends_the_wait_at_once_with_its_last_lines() {
 
 #[tokio::test]
 async fn a_service_that_turns_unhealthy_ends_the_wait_with_its_probe_output() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("docker-compose.yml");
-    std::fs::write(
-        &file,
-        "services:\n  sick:\n    image: pixelflow-standin/base:bookworm\n    command: [\"sleep\", \"600\"]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"echo probe says no; exit 1\"]\n      interval: 1s\n      retries: 1\n",
+    let (code, message, waited) = up_alone(
+        "  sick:\n    image: pixelflow-standin/base:bookworm\n    command: [\"sleep\", \"600\"]\n    healthcheck:\n      test: [\"CMD-SHELL\", \"echo probe says no; exit 1\"]\n      interval: 1s\n      retries: 1\n",
+        "pfsick",
     )
-    .expect("write");
-    let project = format!("pfsick{}", std::process::id());
-    let file = file.to_str().expect("utf-8").to_string();
-    let started = std::time::Instant::now();
-    let output = pixelflowctl(&["--file", &file, "up", "--timeout", "120s"])
-        .env("COMPOSE_PROJECT_NAME", &project)
-        .output()
-        .await
-        .expect("runs");
-    let waited = started.elapsed();
-    let message = stderr(&output);
-    let _ = pixelflowctl(&["--file", &file, "down", "-v"])
-        .env("COMPOSE_PROJECT_NAME", &project)
-        .output()
-        .await;
-    assert_eq!(output.status.code(), Some(1), "{message}");
+    .await;
+    assert_eq!(code, Some(1), "{message}");
     assert!(
         message.contains("sick is unhealthy; last health probe: exit 1: probe says no"),
         "{message}"
