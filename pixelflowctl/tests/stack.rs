@@ -163,6 +163,24 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
         "a second up recreated something:\n{status}"
     );
 
+    // A changed setting recreates the one service it belongs to.
+    let mut changed_args = up_args[..3].to_vec();
+    changed_args.extend(SERVICES);
+    let changed = stack
+        .command(&changed_args)
+        .env("JWT_SECRET", "a-changed-secret-0123456789")
+        .output()
+        .await
+        .expect("up runs");
+    let status = String::from_utf8_lossy(&changed.stderr);
+    assert!(changed.status.success(), "{status}");
+    assert!(status.contains("auth: recreated, healthy"), "{status}");
+    assert_eq!(
+        status.matches("unchanged, healthy").count(),
+        SERVICES.len() - 1,
+        "{status}"
+    );
+
     let ps = stack.run(&["--output", "json", "ps"]).await;
     let rows: Value = serde_json::from_slice(&ps.stdout).expect("ps --output json is JSON");
     for service in SERVICES {
