@@ -63,11 +63,6 @@ pub struct Engine {
     docker: Docker,
 }
 
-/// One line of a container's output.
-pub struct LogLine {
-    pub text: String,
-}
-
 impl Engine {
     /// Connects (DOCKER_HOST or the local socket) and agrees on an API
     /// version the engine speaks (Docker 20.10 speaks 1.41).
@@ -305,7 +300,7 @@ impl Engine {
         follow: bool,
         tail: Option<usize>,
         since: i64,
-    ) -> impl Stream<Item = Result<LogLine>> + '_ {
+    ) -> impl Stream<Item = Result<String>> + '_ {
         self.logs_with(name, follow, tail, since, false)
     }
 
@@ -318,7 +313,7 @@ impl Engine {
         tail: Option<usize>,
         since: i64,
         timestamps: bool,
-    ) -> impl Stream<Item = Result<LogLine>> + '_ {
+    ) -> impl Stream<Item = Result<String>> + '_ {
         let options = LogsOptions::<String> {
             follow,
             stdout: true,
@@ -337,11 +332,9 @@ impl Engine {
                     | LogOutput::StdErr { message }
                     | LogOutput::Console { message }
                     | LogOutput::StdIn { message },
-                ) => Ok(LogLine {
-                    text: String::from_utf8_lossy(&message)
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string(),
-                }),
+                ) => Ok(String::from_utf8_lossy(&message)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string()),
                 Err(e) => Err(DockerError::failed(operation.clone(), e)),
             })
     }

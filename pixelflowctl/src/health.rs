@@ -83,7 +83,7 @@ pub enum NotHealthy {
 pub async fn tail(engine: &Engine, container: &str, n: usize) -> String {
     let lines: Vec<String> = engine
         .logs(container, false, Some(n), 0)
-        .filter_map(|l| async move { l.ok().map(|l| l.text) })
+        .filter_map(|l| async move { l.ok() })
         .collect()
         .await;
     lines.join("\n")

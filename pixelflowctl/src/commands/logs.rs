@@ -128,7 +128,7 @@ async fn stream(
         let mut lines = Box::pin(engine.logs_with(&container, follow, tail, since, true));
         while let Some(line) = lines.next().await {
             let line = match line {
-                Ok(l) => l.text,
+                Ok(l) => l,
                 Err(e) => {
                     if last.is_none() {
                         let _ = tx.send(Event::Failed(e.to_string())).await;

@@ -34,7 +34,7 @@ pub struct AppState {
     pub limits: Arc<upload::Limits>,
     /// Wakes the outbox relay when a task is stored.
     pub outbox: Arc<Notify>,
-    pub kafka: pixelflow_common::kafka::KafkaSettings,
+    pub broker: pixelflow_common::kafka::BrokerProbe,
 }
 
 /// The tasks and outbox tables. api's versions are its own range, so it can
@@ -75,7 +75,8 @@ impl Application {
                 max_dimension: settings.max_image_dimension,
             }),
             outbox: wake,
-            kafka: settings.kafka.clone(),
+            broker: pixelflow_common::kafka::BrokerProbe::new(&settings.kafka.brokers)
+                .context("cannot create the Kafka client for readiness (KAFKA_BROKERS)")?,
         };
         let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {

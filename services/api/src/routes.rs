@@ -162,7 +162,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     let timeout = Duration::from_secs(2);
     let (db, broker, auth) = tokio::join!(
         pixelflow_common::db::check(&state.pool, timeout),
-        state.kafka.check(timeout),
+        state.broker.check(timeout),
         Check::run("auth", timeout, state.auth.probe()),
     );
     ready_response(vec![db, broker, auth])

@@ -39,11 +39,6 @@ impl KafkaSettings {
     pub async fn ensure_topic(&self, timeout: Duration) -> Result<(), TopicError> {
         ensure_topic(&self.brokers, &self.topic, self.partitions, timeout).await
     }
-
-    /// The `/ready` check for the broker.
-    pub async fn check(&self, timeout: Duration) -> Check {
-        Check::run("kafka", timeout, probe(&self.brokers, timeout)).await
-    }
 }
 
 /// The event published to `image-tasks` for every new task, keyed by task id.
@@ -116,18 +111,35 @@ pub async fn ensure_topic(
     Ok(())
 }
 
-/// Whether a broker in `brokers` answers a metadata request in time.
-pub async fn probe(brokers: &str, timeout: Duration) -> Result<(), String> {
-    let config = client_config(brokers);
-    // fetch_metadata blocks its thread; keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        let consumer: rdkafka::consumer::BaseConsumer =
-            config.create().map_err(|e| e.to_string())?;
-        consumer
-            .fetch_metadata(None, timeout)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+/// The readiness probe for the broker: one client, made at start-up and
+/// reused by every `/ready`, rather than a new client (threads, connections)
+/// per healthcheck.
+#[derive(Clone)]
+pub struct BrokerProbe {
+    client: std::sync::Arc<rdkafka::consumer::BaseConsumer>,
+}
+
+impl BrokerProbe {
+    pub fn new(brokers: &str) -> rdkafka::error::KafkaResult<Self> {
+        Ok(Self {
+            client: std::sync::Arc::new(client_config(brokers).create()?),
+        })
+    }
+
+    /// The `/ready` check: a broker answers a metadata request in time.
+    pub async fn check(&self, timeout: Duration) -> Check {
+        let client = self.client.clone();
+        // fetch_metadata blocks its thread; keep it off the async workers.
+        let probe = async move {
+            tokio::task::spawn_blocking(move || {
+                client
+                    .fetch_metadata(None, timeout)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        };
+        Check::run("kafka", timeout, probe).await
+    }
 }

@@ -6,13 +6,12 @@
 //! `pixelflowctl logs` want them flat, so this small formatter writes them.
 
 use std::fmt;
-use std::io::Write;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
@@ -102,56 +101,51 @@ pub fn level_from_env(
 /// Installs the JSON logger on stdout. `level` is `LOG_LEVEL`: a level
 /// (`info`) or a full filter (`info,sqlx=warn`).
 pub fn init(service: &'static str, level: &str) -> Result<(), String> {
-    init_with_writer(service, level, std::io::stdout)
-}
-
-pub fn init_with_writer<W>(service: &'static str, level: &str, writer: W) -> Result<(), String>
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-{
     let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .event_format(JsonLines::new(service))
-        .with_writer(writer)
+        .with_writer(std::io::stdout)
         .try_init()
         .map_err(|e| e.to_string())
-}
-
-/// A writer for tests that keeps what was logged.
-#[derive(Clone, Default)]
-pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    pub fn text(&self) -> String {
-        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        String::from_utf8_lossy(&buf).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    /// A writer for tests that keeps what was logged.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Captured {
+        fn text(&self) -> String {
+            let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            String::from_utf8_lossy(&buf).into_owned()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
 
     #[test]
     fn events_become_flat_json_lines_with_service_and_context() {

@@ -38,7 +38,7 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 #[derive(Clone)]
 struct HttpState {
     pool: PgPool,
-    kafka: pixelflow_common::kafka::KafkaSettings,
+    broker: pixelflow_common::kafka::BrokerProbe,
 }
 
 pub struct Worker {
@@ -83,7 +83,8 @@ impl Worker {
         let router = router(
             HttpState {
                 pool,
-                kafka: settings.kafka.clone(),
+                broker: pixelflow_common::kafka::BrokerProbe::new(&settings.kafka.brokers)
+                    .context("cannot create the Kafka client for readiness (KAFKA_BROKERS)")?,
             },
             metrics.registry.clone(),
         );
@@ -134,7 +135,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
     let timeout = Duration::from_secs(2);
     let (db, broker) = tokio::join!(
         pixelflow_common::db::check(&state.pool, timeout),
-        state.kafka.check(timeout),
+        state.broker.check(timeout),
     );
     ready_response(vec![db, broker])
 }
