@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogOutput,
     LogsOptions, RemoveContainerOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::image::{BuildImageOptions, CreateImageOptions};
 use bollard::models::{ContainerInspectResponse, ContainerSummary};
 use bollard::network::CreateNetworkOptions;
@@ -14,35 +16,57 @@ use bollard::volume::{CreateVolumeOptions, RemoveVolumeOptions};
 use bollard::Docker;
 use futures::{Stream, StreamExt};
 
+/// What went wrong talking to the engine. The bollard error is kept, so
+/// callers decide on its typed status (404, 409…) rather than on Docker's
+/// English; the message shown is the engine's own text.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("Docker is not reachable ({reason}). Start the engine (`dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it.")]
-    Unreachable { reason: String },
-    #[error("{operation}: {message}")]
-    Failed { operation: String, message: String },
+    #[error("Docker is not reachable ({}). Start the engine (`dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it.", describe(.source))]
+    Unreachable { source: bollard::errors::Error },
+    #[error("{operation}: {}", describe(.source))]
+    Failed {
+        operation: String,
+        source: bollard::errors::Error,
+    },
+    /// A build step failed: the engine's error and the build's last lines.
+    #[error("{operation}: {message}\n--- last build output ---\n{}", .last_lines.join("\n"))]
+    Build {
+        operation: String,
+        message: String,
+        last_lines: Vec<String>,
+    },
+}
+
+/// The engine's own text for an error: bollard's `Display` of a stream
+/// error is only "Docker stream error", the reason sits in its field.
+pub fn describe(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} (HTTP {status_code})"),
+        bollard::errors::Error::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl DockerError {
-    fn failed(operation: impl Into<String>, e: bollard::errors::Error) -> Self {
-        let message = match e {
-            bollard::errors::Error::DockerResponseServerError {
-                status_code,
-                message,
-            } => {
-                format!("{message} (HTTP {status_code})")
-            }
-            other => other.to_string(),
-        };
+    fn failed(operation: impl Into<String>, source: bollard::errors::Error) -> Self {
         Self::Failed {
             operation: operation.into(),
-            message,
+            source,
         }
     }
 
-    /// Docker's text when it refuses to bind a host port.
-    pub fn port_in_use(&self) -> bool {
-        matches!(self, Self::Failed { message, .. }
-            if message.contains("port is already allocated") || message.contains("address already in use"))
+    /// The engine's HTTP status, when it answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Failed {
+                source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
+                ..
+            } => Some(*status_code),
+            _ => None,
+        }
     }
 
     fn is_not_found(e: &bollard::errors::Error) -> bool {
@@ -54,9 +78,47 @@ impl DockerError {
             }
         )
     }
+
+    /// 304: the container was already stopped (or started).
+    fn is_not_modified(e: &bollard::errors::Error) -> bool {
+        matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 304,
+                ..
+            }
+        )
+    }
 }
 
 pub type Result<T> = std::result::Result<T, DockerError>;
+
+/// An image present in the engine.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// One event of a pull: a layer's status and, while downloading or
+/// extracting, its bytes so far and in all.
+#[derive(Debug, Clone, Default)]
+pub struct PullEvent {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// What a build needs besides the tag.
+pub struct BuildRequest {
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    pub args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    /// The build context as a tar archive.
+    pub context: Vec<u8>,
+}
 
 #[derive(Clone)]
 pub struct Engine {
@@ -67,9 +129,7 @@ impl Engine {
     /// Connects (DOCKER_HOST or the local socket) and agrees on an API
     /// version the engine speaks (Docker 20.10 speaks 1.41).
     pub async fn connect() -> Result<Self> {
-        let unreachable = |e: bollard::errors::Error| DockerError::Unreachable {
-            reason: e.to_string(),
-        };
+        let unreachable = |source| DockerError::Unreachable { source };
         let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
@@ -78,15 +138,23 @@ impl Engine {
 
     /// The image's id, or `None` when it is not present.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        Ok(self.image(image).await?.map(|i| i.id))
+    }
+
+    /// The image's id and labels, or `None` when it is not present.
+    pub async fn image(&self, image: &str) -> Result<Option<Image>> {
         match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(i.id),
+            Ok(i) => Ok(Some(Image {
+                id: i.id.unwrap_or_default(),
+                labels: i.config.and_then(|c| c.labels).unwrap_or_default(),
+            })),
             Err(e) if DockerError::is_not_found(&e) => Ok(None),
             Err(e) => Err(DockerError::failed(format!("inspect image {image}"), e)),
         }
     }
 
-    /// Pulls `image`, calling `progress` with each status line.
-    pub async fn pull(&self, image: &str, mut progress: impl FnMut(String)) -> Result<()> {
+    /// Pulls `image`, calling `progress` with each event of the engine.
+    pub async fn pull(&self, image: &str, mut progress: impl FnMut(PullEvent)) -> Result<()> {
         let options = CreateImageOptions {
             from_image: image,
             ..Default::default()
@@ -94,52 +162,72 @@ impl Engine {
         let mut stream = self.docker.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| DockerError::failed(format!("pull {image}"), e))?;
-            let line = [
-                info.id.unwrap_or_default(),
-                info.status.unwrap_or_default(),
-                info.progress.unwrap_or_default(),
-            ]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-            progress(line);
+            let detail = info.progress_detail.unwrap_or_default();
+            progress(PullEvent {
+                layer: info.id,
+                status: info.status.unwrap_or_default(),
+                current: detail.current.and_then(|c| u64::try_from(c).ok()),
+                total: detail.total.and_then(|t| u64::try_from(t).ok()),
+            });
         }
         Ok(())
     }
 
-    /// Builds `tag` from a tar build context, calling `progress` with each
-    /// build step.
+    /// Builds `tag` from a tar build context with the engine's default
+    /// builder, calling `progress` with each line of build output. A failed
+    /// step's error carries the engine's text and the last lines of output.
     pub async fn build(
         &self,
         tag: &str,
-        dockerfile: &str,
-        args: HashMap<String, String>,
-        context: Vec<u8>,
-        mut progress: impl FnMut(String),
+        request: BuildRequest,
+        mut progress: impl FnMut(&str),
     ) -> Result<()> {
+        const KEPT: usize = 25;
         let options = BuildImageOptions {
-            dockerfile: dockerfile.to_string(),
+            dockerfile: request.dockerfile,
             t: tag.to_string(),
             rm: true,
-            buildargs: args,
+            forcerm: true,
+            buildargs: request.args,
+            labels: request.labels,
             ..Default::default()
         };
-        let mut stream = self.docker.build_image(options, None, Some(context.into()));
+        let mut stream = self
+            .docker
+            .build_image(options, None, Some(request.context.into()));
         let operation = format!("build {tag}");
+        let mut last_lines: std::collections::VecDeque<String> = Default::default();
+        let fail =
+            |message: String, last_lines: std::collections::VecDeque<String>| DockerError::Build {
+                operation: operation.clone(),
+                message: message.trim().to_string(),
+                last_lines: last_lines.into(),
+            };
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| DockerError::failed(operation.clone(), e))?;
+            let info = match item {
+                Ok(info) => info,
+                // A failed step arrives as a stream error holding the
+                // engine's text ("the --mount option requires BuildKit",
+                // "The command ... returned a non-zero code: 101").
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(fail(error, last_lines))
+                }
+                Err(e) => return Err(DockerError::failed(operation.clone(), e)),
+            };
             if let Some(error) = info.error {
-                return Err(DockerError::Failed {
-                    operation,
-                    message: error,
-                });
+                return Err(fail(error, last_lines));
             }
-            if let Some(line) = info
+            for line in info
                 .stream
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
+                .iter()
+                .flat_map(|s| s.lines())
+                .map(str::trim_end)
+                .filter(|l| !l.trim().is_empty())
             {
+                if last_lines.len() == KEPT {
+                    last_lines.pop_front();
+                }
+                last_lines.push_back(line.to_string());
                 progress(line);
             }
         }
@@ -216,11 +304,66 @@ impl Engine {
             .map_err(|e| DockerError::failed(format!("start container {name}"), e))
     }
 
-    pub async fn restart(&self, name: &str, timeout_secs: isize) -> Result<()> {
+    /// Restarts with SIGTERM (the image's stop signal) and `grace` before
+    /// SIGKILL, as `docker restart -t` does.
+    pub async fn restart(&self, name: &str, grace: std::time::Duration) -> Result<()> {
+        let t = isize::try_from(grace.as_secs()).unwrap_or(isize::MAX);
         self.docker
-            .restart_container(name, Some(RestartContainerOptions { t: timeout_secs }))
+            .restart_container(name, Some(RestartContainerOptions { t }))
             .await
             .map_err(|e| DockerError::failed(format!("restart container {name}"), e))
+    }
+
+    /// Stops with SIGTERM and `grace` before SIGKILL; a stopped or missing
+    /// container is fine.
+    pub async fn stop(&self, name: &str, grace: std::time::Duration) -> Result<()> {
+        let t = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        match self
+            .docker
+            .stop_container(name, Some(StopContainerOptions { t }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if DockerError::is_not_found(&e) || DockerError::is_not_modified(&e) => Ok(()),
+            Err(e) => Err(DockerError::failed(format!("stop container {name}"), e)),
+        }
+    }
+
+    /// Runs `argv` in the running container; returns its exit code and its
+    /// output (stdout and stderr merged).
+    pub async fn exec(&self, name: &str, argv: Vec<String>) -> Result<(i64, String)> {
+        let operation = || format!("exec in container {name}");
+        let created = self
+            .docker
+            .create_exec(
+                name,
+                CreateExecOptions {
+                    cmd: Some(argv),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| DockerError::failed(operation(), e))?;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+            .map_err(|e| DockerError::failed(operation(), e))?
+        {
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| DockerError::failed(operation(), e))?;
+                text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| DockerError::failed(operation(), e))?;
+        Ok((inspected.exit_code.unwrap_or(-1), text))
     }
 
     pub async fn inspect(&self, name: &str) -> Result<ContainerInspectResponse> {
@@ -230,7 +373,8 @@ impl Engine {
             .map_err(|e| DockerError::failed(format!("inspect container {name}"), e))
     }
 
-    /// Removes a container, stopping it first; a missing one is fine.
+    /// Removes a container (killing it if it still runs: stop it first to
+    /// let it finish its work); a missing one is fine.
     pub async fn remove(&self, name: &str) -> Result<()> {
         let options = RemoveContainerOptions {
             force: true,

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use futures::StreamExt;
 
+use crate::compose::model::{duration_ns, Words};
+use crate::compose::Service;
 use crate::docker::Engine;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +16,31 @@ pub struct State {
     pub health: String,
 }
 
+/// What inspecting a container tells about its health.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub state: State,
+    /// The exit code, once it exited for good (not while restarting).
+    pub exit: Option<i64>,
+    /// The last health probe's exit code and output.
+    pub probe: String,
+    /// How often its restart policy restarted it.
+    pub restarts: i64,
+    /// Its last exit code, also while its restart policy restarts it.
+    pub last_exit: Option<i64>,
+}
+
 pub async fn state(
     engine: &Engine,
     container: &str,
 ) -> anyhow::Result<(State, Option<i64>, String)> {
+    let o = observe(engine, container).await?;
+    Ok((o.state, o.exit, o.probe))
+}
+
+pub async fn observe(engine: &Engine, container: &str) -> anyhow::Result<Observed> {
     let info = engine.inspect(container).await?;
+    let restarts = info.restart_count.unwrap_or_default();
     let s = info.state.unwrap_or_default();
     let health = s.health.as_ref().and_then(|h| h.status).map(|h| match h {
         HealthStatusEnum::HEALTHY => "healthy",
@@ -44,21 +66,34 @@ pub async fn state(
         Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => s.exit_code,
         _ => None,
     };
-    Ok((
-        State {
+    Ok(Observed {
+        state: State {
             status,
             health: health.unwrap_or_default().to_string(),
         },
         exit,
         probe,
-    ))
+        restarts,
+        last_exit: s.exit_code,
+    })
 }
+
+/// Restarts by the restart policy during one wait that make a crash loop:
+/// one crash can be a hiccup, two in a row are not.
+const CRASH_LOOP_RESTARTS: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotHealthy {
     #[error("{service} exited with code {code}\n--- last log lines ---\n{logs}")]
     Exited {
         service: String,
+        code: i64,
+        logs: String,
+    },
+    #[error("{service} keeps crashing: its restart policy restarted it {restarts} times, last exit code {code}\n--- last log lines ---\n{logs}")]
+    CrashLoop {
+        service: String,
+        restarts: i64,
         code: i64,
         logs: String,
     },
@@ -89,17 +124,87 @@ pub async fn tail(engine: &Engine, container: &str, n: usize) -> String {
     lines.join("\n")
 }
 
+/// The service's own healthcheck command, as `up` runs it itself.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    argv: Vec<String>,
+    timeout: Duration,
+}
+
+impl Probe {
+    /// The healthcheck's test as an argv (`CMD-SHELL` through `/bin/sh
+    /// -c`), unless it is disabled or absent.
+    pub fn of(service: &Service) -> Option<Self> {
+        let check = service.healthcheck.as_ref()?;
+        if check.disable == Some(true) {
+            return None;
+        }
+        let argv = match check.test.as_ref()? {
+            Words::Line(line) => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            Words::List(words) => match words.split_first() {
+                Some((kind, rest)) if kind == "CMD" => rest.to_vec(),
+                Some((kind, rest)) if kind == "CMD-SHELL" => {
+                    vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
+                }
+                _ => return None,
+            },
+        };
+        let timeout = check
+            .timeout
+            .as_deref()
+            .and_then(|t| duration_ns(t).ok())
+            .and_then(|ns| u64::try_from(ns).ok())
+            .map_or(Duration::from_secs(30), Duration::from_nanos);
+        (!argv.is_empty()).then_some(Self { argv, timeout })
+    }
+
+    /// Whether the command succeeds in the container now.
+    async fn passes(&self, engine: &Engine, container: &str) -> bool {
+        matches!(
+            tokio::time::timeout(self.timeout, engine.exec(container, self.argv.clone())).await,
+            Ok(Ok((0, _)))
+        )
+    }
+}
+
 /// Waits until `container` is healthy (or running, without a healthcheck);
-/// stops at once when it exits or turns unhealthy.
+/// stops at once when it exits, turns unhealthy, or keeps crashing under a
+/// restart policy.
+///
+/// The engine runs a healthcheck first one `interval` after the start (2 s
+/// to 5 s in the stack's file), and every dependent waits on that. So while
+/// the engine still says "starting", the service's own healthcheck command
+/// is also run here, every poll: when it passes, the service is as healthy
+/// as the engine's next check would say.
 pub async fn wait(
     engine: &Engine,
     service: &str,
+    definition: &Service,
     container: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
+    let mut first_restarts = None;
+    let own_check = Probe::of(definition);
     loop {
-        let (state, exit, probe) = state(engine, container).await?;
+        let Observed {
+            state,
+            exit,
+            probe,
+            restarts,
+            last_exit,
+        } = observe(engine, container).await?;
+        let before = *first_restarts.get_or_insert(restarts);
+        if restarts - before >= CRASH_LOOP_RESTARTS {
+            let logs = tail(engine, container, 20).await;
+            return Err(NotHealthy::CrashLoop {
+                service: service.into(),
+                restarts: restarts - before,
+                code: last_exit.unwrap_or_default(),
+                logs,
+            }
+            .into());
+        }
         if let Some(code) = exit {
             let logs = tail(engine, container, 20).await;
             return Err(NotHealthy::Exited {
@@ -121,6 +226,13 @@ pub async fn wait(
                 .into());
             }
             "" if state.status == "running" => return Ok(()),
+            "starting" if state.status == "running" => {
+                if let Some(check) = &own_check {
+                    if check.passes(engine, container).await {
+                        return Ok(());
+                    }
+                }
+            }
             _ => {}
         }
         if start.elapsed() >= timeout {
@@ -137,6 +249,34 @@ pub async fn wait(
         }
         // The engine has no "became healthy" event in API 1.41's filters
         // that covers every case; a short poll is cheap.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(healthcheck: &str) -> Service {
+        serde_yaml::from_str(&format!("image: i\nhealthcheck:\n{healthcheck}")).expect("parses")
+    }
+
+    #[test]
+    fn the_own_check_runs_the_healthcheck_as_the_engine_would() {
+        let shell = Probe::of(&service(
+            "  test: [\"CMD-SHELL\", \"pg_isready -h 127.0.0.1\"]\n  timeout: 3s\n",
+        ))
+        .expect("a probe");
+        assert_eq!(shell.argv, ["/bin/sh", "-c", "pg_isready -h 127.0.0.1"]);
+        assert_eq!(shell.timeout, Duration::from_secs(3));
+        let exec = Probe::of(&service(
+            "  test: [\"CMD\", \"curl\", \"-fsS\", \"http://x/ready\"]\n",
+        ))
+        .expect("a probe");
+        assert_eq!(exec.argv, ["curl", "-fsS", "http://x/ready"]);
+        let line = Probe::of(&service("  test: wget -q -O /dev/null http://x\n")).expect("a probe");
+        assert_eq!(line.argv[..2], ["/bin/sh", "-c"]);
+        assert!(Probe::of(&service("  test: [\"NONE\"]\n")).is_none());
+        assert!(Probe::of(&service("  test: [\"CMD\", \"true\"]\n  disable: true\n")).is_none());
     }
 }

@@ -1,17 +1,31 @@
 //! Making sure every service's image exists: pull third-party images, build
 //! the services' own. The services' images come from services/Dockerfile
-//! (`--images dockerfile`) or from binaries already built on the host
-//! (`--images host`: fast iteration, and machines with no registry).
+//! (`--images dockerfile`, the default) or from binaries already built on
+//! the host (`--images host`: fast iteration).
+//!
+//! A built image carries the digest of what it was built from (context,
+//! Dockerfile, build arguments) as a label: `up` rebuilds when that digest
+//! changed (an edited source) and leaves the image alone otherwise, so an
+//! unchanged stack keeps its image ids and its containers.
+
+mod context;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use futures::future::join_all;
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
 
+use crate::compose::model::Build;
 use crate::compose::Project;
-use crate::docker::Engine;
+use crate::docker::{BuildRequest, Engine, PullEvent};
 use crate::printer::Printer;
 use crate::stack::image_of;
+
+/// The label holding the digest of what an image was built from.
+pub const CONTEXT_DIGEST: &str = "org.pixelflow.context-digest";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
@@ -24,13 +38,21 @@ pub enum Source {
 
 pub struct Options {
     pub source: Source,
-    /// Rebuild the services' images even when present.
+    /// Build the services' images even when their digest is unchanged (the
+    /// engine's layer cache still applies).
     pub rebuild: bool,
     /// `target/<profile>` holds the host binaries.
     pub profile: String,
 }
 
 /// Pulls or builds what `services` need. Returns each image's id.
+///
+/// Pulls run side by side with the builds. Of the builds, the first runs
+/// alone and the others after it, side by side: they share their first
+/// layers (the compile stage, the runtime base with curl), which the first
+/// build puts in the cache. Run at once on an empty cache, each would make
+/// its own copy of those layers and a later build could pick any of them,
+/// changing image ids (and recreating containers) with nothing changed.
 pub async fn ensure(
     engine: &Engine,
     project: &Project,
@@ -38,116 +60,164 @@ pub async fn ensure(
     options: &Options,
     printer: &Printer,
 ) -> anyhow::Result<HashMap<String, String>> {
-    // Side by side: pulls and builds of different images do not wait on
-    // each other.
-    let results = futures::future::join_all(
-        services
+    let (built, pulled): (Vec<&String>, Vec<&String>) = services
+        .iter()
+        .partition(|name| project.services[*name].build.is_some());
+    let pulls = join_all(
+        pulled
             .iter()
-            .map(|name| ensure_one(engine, project, name, options, printer)),
-    )
-    .await;
+            .map(|name| ensure_pulled(engine, project, name, printer)),
+    );
+    let builds = async {
+        let mut results = Vec::new();
+        if let Some((first, rest)) = built.split_first() {
+            results.push(ensure_built(engine, project, first, options, printer).await);
+            results.extend(
+                join_all(
+                    rest.iter()
+                        .map(|name| ensure_built(engine, project, name, options, printer)),
+                )
+                .await,
+            );
+        }
+        results
+    };
+    let (pulls, builds) = futures::join!(pulls, builds);
     let mut ids = HashMap::new();
-    for (name, result) in services.iter().zip(results) {
+    for (name, result) in pulled
+        .into_iter()
+        .zip(pulls)
+        .chain(built.into_iter().zip(builds))
+    {
         ids.insert(name.clone(), result?);
     }
     Ok(ids)
 }
 
-async fn ensure_one(
+async fn ensure_pulled(
     engine: &Engine,
     project: &Project,
-    name: &String,
+    name: &str,
+    printer: &Printer,
+) -> anyhow::Result<String> {
+    let image = image_of(project, name);
+    if let Some(id) = engine.image_id(&image).await? {
+        return Ok(id);
+    }
+    let progress = PullProgress::new(printer, name);
+    let result = engine.pull(&image, |event| progress.update(event)).await;
+    progress.finish();
+    result.with_context(|| {
+        format!("cannot pull {image} for {name}; on a machine without registry access, build stand-ins under the official names with compose/standins/build")
+    })?;
+    printer.status(format!("{name}: pulled {image}"));
+    engine
+        .image_id(&image)
+        .await?
+        .with_context(|| format!("{image} is missing right after its pull"))
+}
+
+async fn ensure_built(
+    engine: &Engine,
+    project: &Project,
+    name: &str,
     options: &Options,
     printer: &Printer,
 ) -> anyhow::Result<String> {
-    {
-        let service = &project.services[name];
-        let image = image_of(project, name);
-        let present = engine.image_id(&image).await?;
-        let id = match (&service.build, present) {
-            // Host packaging is a cached COPY of the binary: always redo it,
-            // so a rebuilt binary reaches its container (and an unchanged one
-            // keeps the image id, and so its container).
-            (Some(_), Some(id)) if !options.rebuild && options.source == Source::Dockerfile => id,
-            (Some(build), _) => {
-                let bar = printer.spinner(format!("{name}: building {image}"));
-                let service_arg = build
-                    .args()
-                    .get("SERVICE")
-                    .cloned()
-                    .unwrap_or_else(|| name.clone());
-                let result = match options.source {
-                    Source::Host => {
-                        let context = host_context(project, &service_arg, &options.profile)?;
-                        let mut args = HashMap::new();
-                        if let Ok(base) = std::env::var("RUNTIME_IMAGE") {
-                            args.insert("RUNTIME_IMAGE".to_string(), base);
-                        }
-                        engine
-                            .build(&image, "Dockerfile", args, context, |line| {
-                                bar.set_message(format!("{name}: {line}"))
-                            })
-                            .await
-                    }
-                    Source::Dockerfile => {
-                        let dir = project.dir.join(build.context());
-                        let dockerfile = match &build {
-                            crate::compose::model::Build::Full {
-                                dockerfile: Some(d),
-                                ..
-                            } => d.clone(),
-                            _ => "Dockerfile".into(),
-                        };
-                        let context = directory_context(&dir)?;
-                        let mut args = build.args().into_iter().collect::<HashMap<_, _>>();
-                        for key in ["RUST_IMAGE", "RUNTIME_IMAGE"] {
-                            if let Ok(v) = std::env::var(key) {
-                                args.insert(key.to_string(), v);
-                            }
-                        }
-                        engine
-                            .build(&image, &dockerfile, args, context, |line| {
-                                bar.set_message(format!("{name}: {line}"))
-                            })
-                            .await
-                    }
-                };
-                bar.finish_and_clear();
-                result?;
-                printer.status(format!("built {image}"));
-                engine
-                    .image_id(&image)
-                    .await?
-                    .with_context(|| format!("{image} is missing right after its build"))?
-            }
-            (None, Some(id)) => id,
-            (None, None) => {
-                let bar = printer.spinner(format!("{name}: pulling {image}"));
-                let result = engine
-                    .pull(&image, |line| bar.set_message(format!("{name}: {line}")))
-                    .await;
-                bar.finish_and_clear();
-                result.with_context(|| {
-                    format!("cannot pull {image} for {name}; on a machine without registry access build stand-ins (compose/standins/build) and set the image variables it prints")
-                })?;
-                printer.status(format!("pulled {image}"));
-                engine
-                    .image_id(&image)
-                    .await?
-                    .with_context(|| format!("{image} is missing right after its pull"))?
-            }
-        };
-        Ok(id)
+    let build = project.services[name]
+        .build
+        .as_ref()
+        .with_context(|| format!("{name} has no build section"))?;
+    let image = image_of(project, name);
+    let mut request = match options.source {
+        Source::Host => host_request(project, name, build, &options.profile)?,
+        Source::Dockerfile => dockerfile_request(project, build)?,
+    };
+    let digest = request_digest(&request);
+    let present = engine.image(&image).await?;
+    if let Some(present) = &present {
+        if !options.rebuild && present.labels.get(CONTEXT_DIGEST) == Some(&digest) {
+            return Ok(present.id.clone());
+        }
     }
+    request.labels.insert(CONTEXT_DIGEST.into(), digest);
+    let progress = BuildProgress::new(printer, name);
+    let result = engine
+        .build(&image, request, |line| progress.line(line))
+        .await;
+    progress.finish();
+    result?;
+    let id = engine
+        .image_id(&image)
+        .await?
+        .with_context(|| format!("{image} is missing right after its build"))?;
+    let verb = match present {
+        Some(p) if p.id == id => "unchanged",
+        Some(_) => "rebuilt",
+        None => "built",
+    };
+    printer.status(format!("{name}: {verb} {image}"));
+    Ok(id)
 }
 
-/// A build context holding the host binary and a two-line Dockerfile.
-fn host_context(project: &Project, binary: &str, profile: &str) -> anyhow::Result<Vec<u8>> {
+/// The digest of everything a build reads: context, Dockerfile name,
+/// arguments and labels.
+fn request_digest(request: &BuildRequest) -> String {
+    let mut hash = Sha256::new();
+    hash.update(&request.context);
+    hash.update(request.dockerfile.as_bytes());
+    let mut args: Vec<_> = request.args.iter().chain(&request.labels).collect();
+    args.sort();
+    for (k, v) in args {
+        hash.update(format!("\0{k}={v}").as_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The service's build section as the engine's build: its context folder
+/// (honouring .dockerignore), Dockerfile and arguments. RUST_IMAGE and
+/// RUNTIME_IMAGE from the environment replace the Dockerfile's bases.
+fn dockerfile_request(project: &Project, build: &Build) -> anyhow::Result<BuildRequest> {
+    let dir = project.dir.join(build.context());
+    let dockerfile = match build {
+        Build::Full {
+            dockerfile: Some(d),
+            ..
+        } => d.clone(),
+        _ => "Dockerfile".into(),
+    };
+    let mut args: HashMap<String, String> = build.args().into_iter().collect();
+    for key in ["RUST_IMAGE", "RUNTIME_IMAGE"] {
+        if let Ok(v) = std::env::var(key) {
+            args.insert(key.to_string(), v);
+        }
+    }
+    Ok(BuildRequest {
+        dockerfile,
+        args,
+        labels: HashMap::new(),
+        context: context::directory(&dir)?,
+    })
+}
+
+/// The host binary of the service (its SERVICE build argument) and a
+/// Dockerfile that copies it onto RUNTIME_IMAGE.
+fn host_request(
+    project: &Project,
+    name: &str,
+    build: &Build,
+    profile: &str,
+) -> anyhow::Result<BuildRequest> {
+    let binary = build
+        .args()
+        .get("SERVICE")
+        .cloned()
+        .unwrap_or_else(|| name.to_string());
     let root = project.dir.join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let path = target.join(profile).join(binary);
+    let path = target.join(profile).join(&binary);
     if !path.exists() {
         bail!(
             "{} is missing: build it first (cargo build{} -p pixelflow-{binary})",
@@ -165,57 +235,136 @@ fn host_context(project: &Project, binary: &str, profile: &str) -> anyhow::Resul
         COPY service /usr/local/bin/service\n\
         USER 65534:65534\n\
         ENTRYPOINT [\"/usr/local/bin/service\"]\n";
-    let mut tar = tar::Builder::new(Vec::new());
-    append(&mut tar, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
     let binary_bytes =
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    append(&mut tar, "service", &binary_bytes, 0o755)?;
-    tar.into_inner().context("cannot finish the build context")
+    let context = context::files(&[
+        ("Dockerfile", dockerfile.as_bytes(), 0o644),
+        ("service", &binary_bytes, 0o755),
+    ])?;
+    let mut args = HashMap::new();
+    if let Ok(base) = std::env::var("RUNTIME_IMAGE") {
+        args.insert("RUNTIME_IMAGE".to_string(), base);
+    }
+    Ok(BuildRequest {
+        dockerfile: "Dockerfile".into(),
+        args,
+        labels: HashMap::new(),
+        context,
+    })
 }
 
-fn append(
-    tar: &mut tar::Builder<Vec<u8>>,
-    name: &str,
-    data: &[u8],
-    mode: u32,
-) -> anyhow::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(data.len() as u64);
-    header.set_mode(mode);
-    header.set_cksum();
-    tar.append_data(&mut header, name, data)
-        .with_context(|| format!("cannot add {name} to the build context"))
+/// A build's progress: step N of M, with the current line of output (the
+/// cargo line while the services compile). Without a terminal, each step
+/// is a status line instead.
+struct BuildProgress<'a> {
+    printer: &'a Printer,
+    name: String,
+    bar: ProgressBar,
 }
 
-/// A directory as a build context, leaving out `target` and `.git` (what
-/// .dockerignore leaves out too).
-fn directory_context(dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(false);
-    add_dir(&mut tar, dir, Path::new(""))?;
-    tar.into_inner().context("cannot finish the build context")
-}
-
-fn add_dir(tar: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> anyhow::Result<()> {
-    let here = root.join(rel);
-    for entry in
-        std::fs::read_dir(&here).with_context(|| format!("cannot read {}", here.display()))?
-    {
-        let entry = entry?;
-        let name = entry.file_name();
-        if rel.as_os_str().is_empty() && (name == "target" || name == ".git") {
-            continue;
-        }
-        let path = rel.join(&name);
-        if entry.file_type()?.is_dir() {
-            if name == "target" {
-                continue;
-            }
-            add_dir(tar, root, &path)?;
-        } else {
-            tar.append_path_with_name(root.join(&path), &path)
-                .with_context(|| format!("cannot add {} to the build context", path.display()))?;
+impl<'a> BuildProgress<'a> {
+    fn new(printer: &'a Printer, name: &str) -> Self {
+        let bar = printer.steps(format!("{name}: building"));
+        Self {
+            printer,
+            name: name.to_string(),
+            bar,
         }
     }
-    Ok(())
+
+    fn line(&self, line: &str) {
+        if let Some((step, of)) = parse_step(line) {
+            self.bar.set_length(of);
+            self.bar.set_position(step.saturating_sub(1));
+            if !self.printer.interactive() {
+                self.printer.status(format!("{}: {line}", self.name));
+            }
+        }
+        self.bar
+            .set_message(format!("{}: {}", self.name, line.trim()));
+    }
+
+    fn finish(self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// `Step 3/12 : RUN …` as (3, 12).
+fn parse_step(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("Step ")?;
+    let (fraction, _) = rest.split_once(' ')?;
+    let (n, m) = fraction.split_once('/')?;
+    Some((n.parse().ok()?, m.parse().ok()?))
+}
+
+/// A pull's progress: one bar of bytes per layer.
+struct PullProgress<'a> {
+    printer: &'a Printer,
+    name: String,
+    layers: std::sync::Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl<'a> PullProgress<'a> {
+    fn new(printer: &'a Printer, name: &str) -> Self {
+        Self {
+            printer,
+            name: name.to_string(),
+            layers: Default::default(),
+        }
+    }
+
+    fn update(&self, event: PullEvent) {
+        let Some(layer) = event.layer else {
+            self.printer
+                .status(format!("{}: {}", self.name, event.status));
+            return;
+        };
+        let Ok(mut layers) = self.layers.lock() else {
+            return;
+        };
+        let bar = layers
+            .entry(layer.clone())
+            .or_insert_with(|| self.printer.bytes(format!("{}: {layer}", self.name)));
+        if let Some(total) = event.total {
+            bar.set_length(total);
+        }
+        if let Some(current) = event.current {
+            bar.set_position(current);
+        }
+        bar.set_message(format!("{}: {layer} {}", self.name, event.status));
+    }
+
+    fn finish(self) {
+        if let Ok(layers) = self.layers.into_inner() {
+            for bar in layers.into_values() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_steps_are_read_from_the_classic_builders_output() {
+        assert_eq!(parse_step("Step 3/12 : RUN cargo build"), Some((3, 12)));
+        assert_eq!(parse_step("   Compiling tokio v1.0"), None);
+        assert_eq!(parse_step("Step x/12 : RUN"), None);
+    }
+
+    #[test]
+    fn the_digest_follows_context_arguments_and_dockerfile() {
+        let request = |context: &[u8], arg: &str| BuildRequest {
+            dockerfile: "Dockerfile".into(),
+            args: HashMap::from([("SERVICE".to_string(), arg.to_string())]),
+            labels: HashMap::new(),
+            context: context.to_vec(),
+        };
+        let base = request_digest(&request(b"a", "api"));
+        assert_eq!(base, request_digest(&request(b"a", "api")));
+        assert_ne!(base, request_digest(&request(b"b", "api")));
+        assert_ne!(base, request_digest(&request(b"a", "auth")));
+    }
 }

@@ -1,7 +1,7 @@
 //! pixelflowctl: the PixelFlow stack through the Docker Engine API.
 
 pub mod cli;
-mod commands;
+pub mod commands;
 pub mod compose;
 mod docker;
 mod health;
@@ -18,27 +18,41 @@ use anyhow::Context;
 pub use cli::{Cli, Command};
 pub use docker::DockerError;
 
-/// Exit code when verify could not run.
-pub const EXIT_COULD_NOT_RUN: u8 = 2;
-/// Exit code when Docker cannot be reached.
-pub const EXIT_DOCKER_UNREACHABLE: u8 = 3;
-/// Exit code when the compose file is invalid.
-pub const EXIT_COMPOSE_INVALID: u8 = 4;
+/// How a command ended, as the process's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: done (verify: every check passed).
+    Success = 0,
+    /// 1: failed (verify: a check failed).
+    Failure = 1,
+    /// 2: verify could not run (a target did not answer, a bad spec).
+    CouldNotRun = 2,
+    /// 3: Docker is not reachable.
+    DockerUnreachable = 3,
+    /// 4: the compose file is invalid.
+    ComposeInvalid = 4,
+}
 
-/// The exit code for an error.
-pub fn exit_code(error: &anyhow::Error) -> u8 {
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status as u8)
+    }
+}
+
+/// The exit status for an error, from the typed errors in its chain.
+pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
     for cause in error.chain() {
         if let Some(DockerError::Unreachable { .. }) = cause.downcast_ref::<DockerError>() {
-            return EXIT_DOCKER_UNREACHABLE;
+            return ExitStatus::DockerUnreachable;
         }
         if cause.downcast_ref::<verify::CouldNotRun>().is_some() {
-            return EXIT_COULD_NOT_RUN;
+            return ExitStatus::CouldNotRun;
         }
         if cause.downcast_ref::<compose::ComposeError>().is_some() {
-            return EXIT_COMPOSE_INVALID;
+            return ExitStatus::ComposeInvalid;
         }
     }
-    1
+    ExitStatus::Failure
 }
 
 /// compose/docker-compose.yml in `start` or its nearest parent with one.
@@ -49,36 +63,14 @@ fn find_compose_file(start: &Path) -> Option<PathBuf> {
         .find(|f| f.is_file())
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let printer = printer::Printer::new(cli.output, cli.quiet);
     // verify needs neither the compose file nor Docker: its targets can be
     // anywhere.
-    if let Command::Verify {
-        spec,
-        target,
-        no_flow,
-        flow_timeout,
-        prometheus,
-        grafana,
-        dashboards,
-        junit,
-    } = cli.command
-    {
-        let options = verify::Options {
-            spec,
-            targets: target,
-            flow: !no_flow,
-            flow_timeout,
-            prometheus: prometheus.trim_end_matches('/').to_string(),
-            grafana: grafana.trim_end_matches('/').to_string(),
-            dashboards,
-            junit,
-        };
-        return match verify::run(options, &printer).await? {
-            true => Ok(()),
-            false => Err(anyhow::anyhow!("verify: some checks failed")),
-        };
-    }
+    let command = match cli.command {
+        Command::Verify(args) => return commands::verify::run(args, &printer).await,
+        other => other,
+    };
     let file = match cli.file {
         Some(f) => f,
         None => {
@@ -93,69 +85,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let project = compose::Project::load(&file)?;
     // Names first: a typo deserves its answer even with Docker down.
-    let named: &[String] = match &cli.command {
-        Command::Up {
-            services, without, ..
-        } => {
-            project.select(without).map_err(anyhow::Error::msg)?;
-            services
+    let named: &[String] = match &command {
+        Command::Up(args) => {
+            project.select(&args.without)?;
+            &args.services
         }
-        Command::Ps { services }
-        | Command::Logs { services, .. }
-        | Command::Restart { services, .. } => services,
-        Command::Down { .. } | Command::Verify { .. } => &[],
+        Command::Build(args) => &args.services,
+        Command::Ps(args) => &args.services,
+        Command::Logs(args) => &args.services,
+        Command::Restart(args) => &args.services,
+        Command::Down(_) | Command::Verify(_) => &[],
     };
-    project.select(named).map_err(anyhow::Error::msg)?;
+    project.select(named)?;
     let engine = docker::Engine::connect().await?;
-    match cli.command {
-        Command::Up {
-            services,
-            without,
-            timeout,
-            images,
-            build,
-            profile,
-        } => {
-            let options = commands::up::Options {
-                timeout,
-                images: images::Options {
-                    source: images,
-                    rebuild: build,
-                    profile,
-                },
-            };
-            commands::up::run(&engine, &project, &services, &without, &options, &printer).await
-        }
-        Command::Ps { services } => {
-            let services = project.select(&services).map_err(anyhow::Error::msg)?;
-            commands::ps::run(&engine, &project, &services, &printer).await
-        }
-        Command::Logs {
-            services,
-            follow,
-            tail,
-            since,
-            level,
-            raw,
-        } => {
-            let services = project.select(&services).map_err(anyhow::Error::msg)?;
-            let options = commands::logs::Options {
-                follow,
-                tail,
-                since: commands::logs::since_arg(since.as_deref())?,
-                level,
-                raw,
-            };
-            commands::logs::run(&engine, &project, &services, options, &printer).await
-        }
-        Command::Restart { services, timeout } => {
-            let services = project.select(&services).map_err(anyhow::Error::msg)?;
-            commands::restart::run(&engine, &project, &services, timeout, &printer).await
-        }
-        Command::Down { volumes } => {
-            commands::down::run(&engine, &project, volumes, &printer).await
-        }
-        // Handled above, before the compose file and Docker.
-        Command::Verify { .. } => Ok(()),
+    match &command {
+        Command::Up(args) => commands::up::run(&engine, &project, args, &printer).await,
+        Command::Build(args) => commands::build::run(&engine, &project, args, &printer).await,
+        Command::Ps(args) => commands::ps::run(&engine, &project, args, &printer).await,
+        Command::Logs(args) => commands::logs::run(&engine, &project, args, &printer).await,
+        Command::Restart(args) => commands::restart::run(&engine, &project, args, &printer).await,
+        Command::Down(args) => commands::down::run(&engine, &project, args, &printer).await,
+        // Returned above, before the compose file and Docker.
+        Command::Verify(_) => Ok(ExitStatus::Success),
     }
 }

@@ -12,10 +12,10 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(pixelflowctl::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => status.into(),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(pixelflowctl::exit_code(&e))
+            pixelflowctl::exit_status(&e).into()
         }
     }
 }

@@ -48,6 +48,37 @@ impl Printer {
         bar
     }
 
+    /// A bar counting steps (a build's `Step N/M`), with the latest line.
+    pub fn steps(&self, message: String) -> ProgressBar {
+        let bar = self.bars.add(ProgressBar::new(0));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:20}] {pos}/{len} {wide_msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
+    /// A bar counting bytes (a layer of a pull).
+    pub fn bytes(&self, message: String) -> ProgressBar {
+        let bar = self.bars.add(ProgressBar::new(0));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:20}] {bytes}/{total_bytes} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        bar
+    }
+
+    /// Whether progress bars are drawn (stderr is a terminal and not
+    /// --quiet); otherwise long work reports through status lines.
+    pub fn interactive(&self) -> bool {
+        !self.bars.is_hidden()
+    }
+
     /// A status line on stderr, above any spinners.
     pub fn status(&self, line: impl AsRef<str>) {
         if !self.quiet {

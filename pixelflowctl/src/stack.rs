@@ -2,8 +2,9 @@
 //! way docker compose names and labels them, so `docker compose ps` and
 //! `docker compose logs` see what pixelflowctl created (and the reverse).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Duration;
 
 use bollard::container::{Config, NetworkingConfig};
 use bollard::models::{
@@ -12,6 +13,7 @@ use bollard::models::{
 
 use crate::compose::model::{duration_ns, Words};
 use crate::compose::{PortMapping, Project, Service};
+use crate::docker::Engine;
 
 pub const PROJECT: &str = "com.docker.compose.project";
 pub const SERVICE: &str = "com.docker.compose.service";
@@ -24,8 +26,97 @@ pub const VERSION: &str = "com.docker.compose.version";
 pub const NETWORK: &str = "com.docker.compose.network";
 pub const VOLUME: &str = "com.docker.compose.volume";
 
+/// The name `up` gives a service's container when it has none (compose
+/// v2's); other tools' containers keep theirs (`pixelflow_api_1`).
 pub fn container_name(project: &str, service: &str) -> String {
     format!("{project}-{service}-1")
+}
+
+/// A container of one of the project's services, found by its labels.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub name: String,
+    pub number: u32,
+    /// Its config hash (empty when it carries none).
+    pub hash: String,
+    pub state: String,
+    pub ports: Vec<bollard::models::Port>,
+}
+
+/// The project's containers, by service, for the services its file
+/// declares only, found by the labels docker compose v2 and docker-compose
+/// 1.x both set (project, service, container number), whatever their names;
+/// one-off containers (`compose run`) are left out. Lowest number first.
+pub async fn containers(
+    engine: &Engine,
+    project: &Project,
+) -> crate::docker::Result<BTreeMap<String, Vec<Found>>> {
+    let mut found: BTreeMap<String, Vec<Found>> = BTreeMap::new();
+    let listed = engine
+        .containers(&[label_filter(PROJECT, &project.name)])
+        .await?;
+    for c in listed {
+        let labels = c.labels.unwrap_or_default();
+        let Some(service) = labels.get(SERVICE) else {
+            continue;
+        };
+        if !project.services.contains_key(service)
+            || labels
+                .get(ONEOFF)
+                .is_some_and(|o| o.eq_ignore_ascii_case("true"))
+        {
+            continue;
+        }
+        let Some(name) = c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .or(c.id)
+        else {
+            continue;
+        };
+        found.entry(service.clone()).or_default().push(Found {
+            name,
+            number: labels.get(NUMBER).and_then(|n| n.parse().ok()).unwrap_or(1),
+            hash: labels.get(CONFIG_HASH).cloned().unwrap_or_default(),
+            state: c.state.unwrap_or_default(),
+            ports: c.ports.unwrap_or_default(),
+        });
+    }
+    for list in found.values_mut() {
+        list.sort_by_key(|f| f.number);
+    }
+    Ok(found)
+}
+
+/// The container of `service` (its lowest-numbered one), or an error that
+/// says `up` creates it.
+pub async fn container_of(
+    engine: &Engine,
+    project: &Project,
+    service: &str,
+) -> anyhow::Result<Found> {
+    containers(engine, project)
+        .await?
+        .remove(service)
+        .and_then(|list| list.into_iter().next())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{service} has no container in project {}: bring it up first (pixelflowctl up {service})",
+                project.name
+            )
+        })
+}
+
+/// How long `service` may take to stop after SIGTERM before it is killed:
+/// its `stop_grace_period`, else compose's 10 s.
+pub fn grace_period(service: &Service) -> Duration {
+    service
+        .stop_grace_period
+        .as_deref()
+        .and_then(|d| duration_ns(d).ok())
+        .and_then(|ns| u64::try_from(ns).ok())
+        .map_or(Duration::from_secs(10), Duration::from_nanos)
 }
 
 pub fn network_name(project: &str, network: &str) -> String {
@@ -186,6 +277,8 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
             endpoints_config: endpoints,
         }),
         hostname: Some(name.to_string()),
+        stop_signal: service.stop_signal.clone(),
+        stop_timeout: Some(i64::try_from(grace_period(service).as_secs()).unwrap_or(i64::MAX)),
         ..Default::default()
     }
 }

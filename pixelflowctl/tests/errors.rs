@@ -151,3 +151,25 @@ async fn a_service_that_turns_unhealthy_ends_the_wait_with_its_probe_output() {
         "it waited {waited:?} for an unhealthy container"
     );
 }
+
+#[tokio::test]
+async fn a_service_in_a_crash_loop_stops_up_within_seconds_with_its_exit_code() {
+    let (code, message, waited) = up_alone(
+        "  looping:\n    image: pixelflow-standin/base:bookworm\n    restart: unless-stopped\n    command: [\"sh\", \"-c\", \"echo crashing now; exit 7\"]\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 30s\n",
+        "pfloop",
+    )
+    .await;
+    assert_eq!(code, Some(1), "{message}");
+    assert!(
+        message.contains("looping keeps crashing") && message.contains("last exit code 7"),
+        "{message}"
+    );
+    assert!(
+        message.contains("crashing now"),
+        "the last log lines are shown: {message}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(30),
+        "it waited {waited:?} for a crash loop (the timeout is 120 s)"
+    );
+}

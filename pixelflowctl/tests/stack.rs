@@ -1,11 +1,18 @@
-//! pixelflowctl against a real Docker engine, with the stand-in images
-//! (compose/standins/build) and the services packaged from host binaries:
-//! up → ps → logs → restart worker while `logs -f worker` runs → a task
-//! uploaded after the restart completes and shows in that same log stream →
-//! down -v removes the project's objects and nothing else.
+//! pixelflowctl against a real Docker engine, on the path a user takes: the
+//! README's `pixelflowctl up --without grafana` with no image variables and
+//! no `--images` flag. The engine builds the services' images from
+//! services/Dockerfile in the official Rust image and pulls nothing: on
+//! this machine the official names are stand-ins tagged locally by
+//! compose/standins/build (the only change from a machine with a registry).
 //!
-//! Needs: a Docker engine, the stand-in images, and `cargo build --bins`
-//! (tests/run and .ci/run provide all three).
+//! up → a second up changes nothing → a changed setting recreates one
+//! service → ps → logs → `restart worker` while `logs -f worker` runs and
+//! while a task is being processed: the task completes → verify → `down`
+//! while a task is being processed, `up` again: the task completes →
+//! `down -v` removes the project's objects and nothing else.
+//!
+//! Project name and host ports are the test's own, so it runs beside a
+//! user's stack. Whatever happens, the stack is taken down at the end.
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -15,13 +22,6 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const STANDINS: [(&str, &str); 5] = [
-    ("ALERTMANAGER_IMAGE", "pixelflow-standin/alertmanager:0"),
-    ("POSTGRES_IMAGE", "pixelflow-standin/postgres:15"),
-    ("KAFKA_IMAGE", "pixelflow-standin/kafka:tansu"),
-    ("PROMETHEUS_IMAGE", "pixelflow-standin/prometheus:2"),
-    ("RUNTIME_IMAGE", "pixelflow-standin/base:bookworm"),
-];
 const SERVICES: [&str; 7] = [
     "postgres",
     "kafka",
@@ -32,9 +32,21 @@ const SERVICES: [&str; 7] = [
     "prometheus",
 ];
 
+/// Official names the compose file and services/Dockerfile use by default.
+const OFFICIAL: [&str; 6] = [
+    "postgres:15",
+    "apache/kafka:3.8.0",
+    "prom/prometheus:v2.53.0",
+    "prom/alertmanager:v0.27.0",
+    "debian:bookworm-slim",
+    "rust:1-bookworm",
+];
+
 struct Stack {
     project: String,
     ports: Vec<(&'static str, u16)>,
+    /// Containers and volumes the test made itself, removed at the end.
+    bystanders: Vec<(&'static str, String)>,
 }
 
 impl Stack {
@@ -53,7 +65,11 @@ impl Stack {
         .into_iter()
         .map(|name| (name, free_port()))
         .collect();
-        Self { project, ports }
+        Self {
+            project,
+            ports,
+            bystanders: Vec::new(),
+        }
     }
 
     fn port(&self, name: &str) -> u16 {
@@ -64,17 +80,36 @@ impl Stack {
             .expect("known port")
     }
 
+    fn url(&self, port: &str) -> String {
+        format!("http://127.0.0.1:{}", self.port(port))
+    }
+
+    /// pixelflowctl as a user runs it from the repository root, with only
+    /// the project name and host ports of its own. Image variables a
+    /// developer may have exported are cleared: this is the default path.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pixelflowctl"));
         command
             .args(args)
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .env("COMPOSE_PROJECT_NAME", &self.project)
-            .env("PIXELFLOW_TAG", &self.project)
             .env("NO_COLOR", "1")
-            .envs(STANDINS)
             .envs(self.ports.iter().map(|(k, v)| (*k, v.to_string())))
             .kill_on_drop(true);
+        for variable in [
+            "POSTGRES_IMAGE",
+            "KAFKA_IMAGE",
+            "PROMETHEUS_IMAGE",
+            "ALERTMANAGER_IMAGE",
+            "GRAFANA_IMAGE",
+            "RUNTIME_IMAGE",
+            "RUST_IMAGE",
+            "PIXELFLOW_IMAGE_PREFIX",
+            "PIXELFLOW_TAG",
+            "PIXELFLOW_IMAGES",
+        ] {
+            command.env_remove(variable);
+        }
         command
     }
 
@@ -95,6 +130,22 @@ impl Stack {
     }
 }
 
+impl Drop for Stack {
+    /// Takes the stack and the test's bystanders away, passed or failed.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_pixelflowctl"))
+            .args(["down", "-v"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .env("COMPOSE_PROJECT_NAME", &self.project)
+            .output();
+        for (kind, name) in &self.bystanders {
+            let _ = std::process::Command::new("docker")
+                .args([kind, "rm", "-f", name])
+                .output();
+        }
+    }
+}
+
 async fn docker(args: &[&str]) -> String {
     let output = Command::new("docker")
         .args(args)
@@ -109,9 +160,65 @@ async fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// A client of the stack's api as a user: registered, logged in.
+struct User {
+    http: reqwest::Client,
+    api: String,
+    bearer: String,
+}
+
+impl User {
+    async fn new(stack: &Stack) -> Self {
+        let http = reqwest::Client::new();
+        let (bearer, _) = pixelflow_testkit::new_user(&http, &stack.url("AUTH_PORT")).await;
+        Self {
+            http,
+            api: stack.url("API_PORT"),
+            bearer,
+        }
+    }
+
+    async fn upload(&self, image: Vec<u8>) -> String {
+        let task: Value = self
+            .http
+            .post(format!("{}/api/upload", self.api))
+            .header("Authorization", &self.bearer)
+            .header("Content-Type", "image/png")
+            .body(image)
+            .send()
+            .await
+            .expect("upload")
+            .json()
+            .await
+            .expect("task");
+        task["id"].as_str().expect("task id").to_string()
+    }
+
+    async fn status(&self, task: &str) -> Option<String> {
+        let t: Value = self
+            .http
+            .get(format!("{}/api/tasks/{task}", self.api))
+            .header("Authorization", &self.bearer)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        t["status"].as_str().map(str::to_string)
+    }
+
+    async fn wait_for(&self, task: &str, status: &str, timeout: Duration) {
+        eventually(&format!("task {task} to be {status}"), timeout, || async {
+            (self.status(task).await.as_deref() == Some(status)).then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
-async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
-    for (_, image) in STANDINS {
+async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_work() {
+    for image in OFFICIAL {
         let found = Command::new("docker")
             .args(["image", "inspect", image])
             .output()
@@ -119,24 +226,27 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
             .expect("docker CLI");
         assert!(
             found.status.success(),
-            "stand-in {image} missing: run compose/standins/build"
+            "{image} missing: on a machine without a registry, run compose/standins/build"
         );
     }
-    let stack = Stack::new();
+    let mut stack = Stack::new();
     // Another project's container: down must leave it alone.
     let bystander = docker(&[
         "run",
         "-d",
         "--label",
         "com.docker.compose.project=pf-bystander",
-        "pixelflow-standin/base:bookworm",
+        "debian:bookworm-slim",
         "sleep",
         "600",
     ])
     .await;
+    stack.bystanders.push(("container", bystander.clone()));
 
-    let mut up_args = vec!["up", "--images", "host", "--build", "--timeout", "240s"];
-    up_args.extend(SERVICES);
+    // The README's command, as a user runs it: the engine builds the three
+    // services' images from services/Dockerfile when they are missing or
+    // their sources changed.
+    let up_args = ["up", "--without", "grafana"];
     let up = stack.run(&up_args).await;
     let table = String::from_utf8_lossy(&up.stdout).to_string();
     for service in SERVICES {
@@ -147,27 +257,36 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
             "{service} not healthy after up:\n{table}"
         );
     }
-    let again = stack
-        .run(
-            &up_args[..3]
-                .iter()
-                .chain(SERVICES.iter())
-                .copied()
-                .collect::<Vec<_>>(),
-        )
-        .await;
+    let images: Vec<String> = {
+        let mut ids = Vec::new();
+        for service in ["auth", "api", "worker"] {
+            ids.push(
+                docker(&[
+                    "image",
+                    "inspect",
+                    "-f",
+                    "{{.Id}}",
+                    &format!("pixelflow/{service}:dev"),
+                ])
+                .await,
+            );
+        }
+        ids
+    };
+
+    // Nothing changed: nothing is built or recreated.
+    let again = stack.run(&up_args).await;
     let status = String::from_utf8_lossy(&again.stderr);
     assert_eq!(
         status.matches("unchanged, healthy").count(),
         SERVICES.len(),
         "a second up recreated something:\n{status}"
     );
+    assert!(!status.contains("built pixelflow/"), "{status}");
 
     // A changed setting recreates the one service it belongs to.
-    let mut changed_args = up_args[..3].to_vec();
-    changed_args.extend(SERVICES);
     let changed = stack
-        .command(&changed_args)
+        .command(&up_args)
         .env("JWT_SECRET", "a-changed-secret-0123456789")
         .output()
         .await
@@ -180,6 +299,20 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
         SERVICES.len() - 1,
         "{status}"
     );
+    for (service, id) in ["auth", "api", "worker"].iter().zip(&images) {
+        let now = docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            &format!("pixelflow/{service}:dev"),
+        ])
+        .await;
+        assert_eq!(
+            &now, id,
+            "{service}'s image changed with nothing to rebuild"
+        );
+    }
 
     let ps = stack.run(&["--output", "json", "ps"]).await;
     let rows: Value = serde_json::from_slice(&ps.stdout).expect("ps --output json is JSON");
@@ -209,7 +342,8 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
         "JSON lines are rendered, not raw:\n{logs}"
     );
 
-    // Follow the worker's log across its restart.
+    // Follow the worker's log across its restart; restart it while it
+    // processes a large image: it finishes the task before it stops.
     let mut follower = stack
         .command(&["logs", "-f", "worker"])
         .stdout(Stdio::piped())
@@ -217,41 +351,21 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
         .expect("logs -f");
     let mut followed = BufReader::new(follower.stdout.take().expect("stdout")).lines();
 
+    let user = User::new(&stack).await;
+    let busy = user.upload(png(7000, 7000)).await;
+    user.wait_for(&busy, "PROCESSING", Duration::from_secs(60))
+        .await;
     let restart = stack.run(&["restart", "worker"]).await;
     assert!(String::from_utf8_lossy(&restart.stdout).contains("worker restarted and healthy in"));
+    assert_eq!(
+        user.status(&busy).await.as_deref(),
+        Some("COMPLETED"),
+        "the task in hand when the worker was restarted did not complete"
+    );
 
-    let http = reqwest::Client::new();
-    let auth = format!("http://127.0.0.1:{}", stack.port("AUTH_PORT"));
-    let api = format!("http://127.0.0.1:{}", stack.port("API_PORT"));
-    let (bearer, _) = pixelflow_testkit::new_user(&http, &auth).await;
-    let task: Value = http
-        .post(format!("{api}/api/upload"))
-        .header("Authorization", &bearer)
-        .header("Content-Type", "image/png")
-        .body(png(300, 200))
-        .send()
-        .await
-        .expect("upload")
-        .json()
-        .await
-        .expect("task");
-    let task_id = task["id"].as_str().expect("task id").to_string();
-    eventually("the task to complete", Duration::from_secs(60), || {
-        let (http, api, bearer, task_id) = (&http, &api, &bearer, &task_id);
-        async move {
-            let t: Value = http
-                .get(format!("{api}/api/tasks/{task_id}"))
-                .header("Authorization", bearer)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (t["status"] == "COMPLETED").then_some(())
-        }
-    })
-    .await;
+    let task_id = user.upload(png(300, 200)).await;
+    user.wait_for(&task_id, "COMPLETED", Duration::from_secs(60))
+        .await;
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = followed.next_line().await {
             if line.contains("task completed") && line.contains(&task_id) {
@@ -270,9 +384,7 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
 
     // verify on the Docker stack, Prometheus included (Grafana is not
     // part of this stack: its checks are skipped).
-    let target = |service: &str, port: &str| {
-        format!("{service}=http://127.0.0.1:{}/metrics", stack.port(port))
-    };
+    let target = |service: &str, port: &str| format!("{service}={}/metrics", stack.url(port));
     let verified = stack
         .run(&[
             "--output",
@@ -285,9 +397,9 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
             "--target",
             &target("worker", "WORKER_PORT"),
             "--prometheus",
-            &format!("http://127.0.0.1:{}", stack.port("PROMETHEUS_PORT")),
+            &stack.url("PROMETHEUS_PORT"),
             "--grafana",
-            &format!("http://127.0.0.1:{}", stack.port("GRAFANA_PORT")),
+            &stack.url("GRAFANA_PORT"),
         ])
         .await;
     let report: Value = serde_json::from_slice(&verified.stdout).expect("verify JSON");
@@ -299,6 +411,33 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
     assert!(
         prometheus_passed >= 4,
         "Prometheus checks did not run: {report:#}"
+    );
+
+    // down while the worker processes a task, then up: the task completed
+    // (the worker finished it on SIGTERM) and stays so.
+    let busy = user.upload(png(7000, 7000)).await;
+    user.wait_for(&busy, "PROCESSING", Duration::from_secs(60))
+        .await;
+    let down = stack.run(&["down"]).await;
+    let removed = String::from_utf8_lossy(&down.stderr).to_string();
+    let position = |service: &str| {
+        removed
+            .find(&format!("{}-{service}-1", stack.project))
+            .unwrap_or_else(|| panic!("{service} not removed:\n{removed}"))
+    };
+    assert!(
+        position("worker") < position("kafka"),
+        "dependents stop first:\n{removed}"
+    );
+    assert!(
+        position("api") < position("postgres"),
+        "dependents stop first:\n{removed}"
+    );
+    stack.run(&up_args).await;
+    assert_eq!(
+        user.status(&busy).await.as_deref(),
+        Some("COMPLETED"),
+        "the task in hand when the stack went down did not complete"
     );
 
     stack.run(&["down", "-v"]).await;
@@ -320,8 +459,4 @@ async fn up_ps_logs_restart_and_down_manage_the_whole_stack() {
     );
     let still = docker(&["inspect", "-f", "{{.State.Running}}", &bystander]).await;
     assert_eq!(still, "true", "down touched another project's container");
-    docker(&["rm", "-f", &bystander]).await;
-    for service in ["auth", "api", "worker"] {
-        docker(&["rmi", &format!("pixelflow/{service}:{}", stack.project)]).await;
-    }
 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use owo_colors::{AnsiColors, OwoColorize};
@@ -14,14 +13,27 @@ use crate::compose::Project;
 use crate::docker::Engine;
 use crate::printer::Printer;
 use crate::render::{self, Level};
-use crate::stack;
+use crate::{stack, ExitStatus};
 
-pub struct Options {
+/// Show the services' logs, JSON lines rendered readably.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Services whose logs to show (default: all).
+    pub services: Vec<String>,
+    /// Keep following, also across restarts of the service.
+    #[arg(short, long)]
     pub follow: bool,
+    /// Only the last N lines of each service.
+    #[arg(long)]
     pub tail: Option<usize>,
-    /// Unix seconds; 0 for everything.
-    pub since: i64,
+    /// Only lines since then: 10m, 2h, an RFC 3339 time, unix seconds.
+    #[arg(long, value_parser = since_arg)]
+    pub since: Option<i64>,
+    /// Only lines at this level or above (non-JSON lines always show).
+    #[arg(long, value_enum)]
     pub level: Option<Level>,
+    /// Lines exactly as written, without prefix or rendering (for jq).
+    #[arg(long)]
     pub raw: bool,
 }
 
@@ -64,16 +76,22 @@ fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
 pub async fn run(
     engine: &Engine,
     project: &Project,
-    services: &[String],
-    options: Options,
+    options: &Args,
     printer: &Printer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitStatus> {
+    let services = project.select(&options.services)?;
     let width = services.iter().map(String::len).max().unwrap_or(0);
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let mut containers = stack::containers(engine, project).await?;
     for (index, service) in services.iter().enumerate() {
         let (engine, tx) = (engine.clone(), tx.clone());
-        let container = stack::container_name(&project.name, service);
-        let (follow, tail, since) = (options.follow, options.tail, options.since);
+        // Named with no container: the engine's "no such container" comes
+        // back as this service's failure below.
+        let container = containers
+            .remove(service)
+            .and_then(|list| list.into_iter().next())
+            .map_or_else(|| stack::container_name(&project.name, service), |f| f.name);
+        let (follow, tail, since) = (options.follow, options.tail, options.since.unwrap_or(0));
         tokio::spawn(
             async move { stream(engine, container, index, follow, tail, since, tx).await },
         );
@@ -101,7 +119,7 @@ pub async fn run(
         };
         printer.out(format!("{prefix} {}", render::render(&line, printer.color)));
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 enum Event {
@@ -169,11 +187,8 @@ async fn stream(
 }
 
 /// For `--since`: turns the argument into unix seconds.
-pub fn since_arg(text: Option<&str>) -> anyhow::Result<i64> {
-    text.map(|t| parse_since(t, Utc::now()).map_err(anyhow::Error::msg))
-        .transpose()
-        .context("invalid --since")
-        .map(Option::unwrap_or_default)
+fn since_arg(text: &str) -> Result<i64, String> {
+    parse_since(text, Utc::now())
 }
 
 #[cfg(test)]

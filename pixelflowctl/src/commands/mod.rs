@@ -1,7 +1,10 @@
-//! One module per command.
+//! One module per command, each with its `Args` and a `run` returning the
+//! command's exit status.
 
+pub mod build;
 pub mod down;
 pub mod logs;
 pub mod ps;
 pub mod restart;
 pub mod up;
+pub mod verify;

@@ -7,7 +7,14 @@ use crate::compose::Project;
 use crate::docker::Engine;
 use crate::health;
 use crate::printer::{Output, Printer};
-use crate::stack;
+use crate::{stack, ExitStatus};
+
+/// The services' containers: state, health, ports, URLs.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Services to show (default: all).
+    pub services: Vec<String>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Row {
@@ -19,31 +26,37 @@ pub struct Row {
     pub urls: Vec<String>,
 }
 
+/// The rows of `services`. `checked` are services whose healthcheck
+/// command passed moments ago (run by `up` itself): while the engine has
+/// not run its own first check yet, they show as healthy, which the
+/// engine's next check will say too.
 pub async fn rows(
     engine: &Engine,
     project: &Project,
     services: &[String],
+    checked: &[String],
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    let containers = engine
-        .containers(&[stack::label_filter(stack::PROJECT, &project.name)])
-        .await?;
+    let mut containers = stack::containers(engine, project).await?;
     for service in services {
         let found = containers
-            .iter()
-            .find(|c| c.labels.as_ref().and_then(|l| l.get(stack::SERVICE)) == Some(service));
-        let container = found
-            .and_then(|c| c.names.as_ref()?.first().cloned())
-            .map(|n| n.trim_start_matches('/').to_string());
+            .remove(service)
+            .and_then(|list| list.into_iter().next());
+        let container = found.as_ref().map(|f| f.name.clone());
         let (state, health) = match &container {
             Some(name) => {
                 let (s, _, _) = health::state(engine, name).await?;
-                (s.status, s.health)
+                let health = if s.health == "starting" && checked.contains(service) {
+                    "healthy".to_string()
+                } else {
+                    s.health
+                };
+                (s.status, health)
             }
             None => ("not created".to_string(), String::new()),
         };
         let ports = found
-            .and_then(|c| c.ports.clone())
+            .map(|f| f.ports)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|p| Some(format!("{}->{}", p.public_port?, p.private_port)))
@@ -90,9 +103,22 @@ pub fn print(rows: &[Row], printer: &Printer) -> anyhow::Result<()> {
 pub async fn run(
     engine: &Engine,
     project: &Project,
+    args: &Args,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let services = project.select(&args.services)?;
+    show(engine, project, &services, &[], printer).await?;
+    Ok(ExitStatus::Success)
+}
+
+/// The table (or JSON) of `services`' containers.
+pub async fn show(
+    engine: &Engine,
+    project: &Project,
     services: &[String],
+    checked: &[String],
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let rows = rows(engine, project, services).await?;
+    let rows = rows(engine, project, services, checked).await?;
     print(&rows, printer)
 }

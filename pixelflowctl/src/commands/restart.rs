@@ -1,26 +1,49 @@
-//! `pixelflowctl restart`: restart through the API, return once healthy.
+//! `pixelflowctl restart`: a graceful restart through the API (SIGTERM,
+//! the service's stop_grace_period, then start), returning once healthy.
 
 use std::time::{Duration, Instant};
 
 use crate::compose::Project;
 use crate::docker::Engine;
 use crate::printer::Printer;
-use crate::{health, stack};
+use crate::{health, stack, ExitStatus};
+
+/// Restart services gracefully and wait until each is healthy again. Each
+/// gets SIGTERM and its stop_grace_period (default 10 s) to finish its work
+/// (a worker its task, api its outbox) before it would be killed.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Services to restart.
+    #[arg(required = true)]
+    pub services: Vec<String>,
+    /// How long to wait for each service to become healthy.
+    #[arg(long, default_value = "180s", value_parser = crate::cli::parse_duration)]
+    pub timeout: Duration,
+}
 
 pub async fn run(
     engine: &Engine,
     project: &Project,
-    services: &[String],
-    timeout: Duration,
+    args: &Args,
     printer: &Printer,
-) -> anyhow::Result<()> {
-    for name in services {
-        let container = stack::container_name(&project.name, name);
+) -> anyhow::Result<ExitStatus> {
+    let services = project.select(&args.services)?;
+    for name in &services {
+        let container = stack::container_of(engine, project, name).await?.name;
         let started = Instant::now();
         let bar = printer.spinner(format!("{name}: restarting"));
         let result = async {
-            engine.restart(&container, 10).await?;
-            health::wait(engine, name, &container, timeout).await
+            engine
+                .restart(&container, stack::grace_period(&project.services[name]))
+                .await?;
+            health::wait(
+                engine,
+                name,
+                &project.services[name],
+                &container,
+                args.timeout,
+            )
+            .await
         }
         .await;
         bar.finish_and_clear();
@@ -30,5 +53,5 @@ pub async fn run(
             started.elapsed().as_secs_f64()
         ));
     }
-    Ok(())
+    Ok(ExitStatus::Success)
 }

@@ -1,7 +1,8 @@
-//! `pixelflowctl up`: images, network, volumes, then containers level by
-//! level in dependency order (a level's services in parallel), each waited
-//! on until healthy. Containers whose config hash has not changed are left
-//! alone.
+//! `pixelflowctl up`: images, network, volumes, then containers in
+//! dependency order, each service starting as soon as what it depends on
+//! is started or healthy (as its `depends_on` condition says), independent
+//! services side by side. Containers whose config hash has not changed are
+//! left alone; a changed one is stopped gracefully before it is replaced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -9,14 +10,49 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::future::{join_all, BoxFuture, FutureExt, Shared};
 
-use crate::compose::{config_hash, start_order, PortMapping, Project};
+use crate::compose::{config_hash, start_order, Condition, PortMapping, Project};
 use crate::docker::Engine;
 use crate::printer::Printer;
-use crate::{commands, health, images, stack};
+use crate::stack::Found;
+use crate::{commands, health, images, stack, ExitStatus};
 
-pub struct Options {
+/// Build or pull what is missing, create the network, volumes and
+/// containers, start them in dependency order and wait until each is
+/// healthy. Unchanged containers are left alone; changed ones are stopped
+/// gracefully (SIGTERM, their stop_grace_period) and replaced.
+///
+/// Services with `profiles:` start only when one of their profiles is
+/// listed in COMPOSE_PROFILES, or when named.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Services to bring up, with what they depend on (default: all).
+    pub services: Vec<String>,
+    /// Leave these services out, e.g. `--without grafana` where Grafana
+    /// cannot be had. Services that depend on one are left out too.
+    #[arg(long, value_name = "SERVICE")]
+    pub without: Vec<String>,
+    /// How long to wait for each service to become healthy (builds and
+    /// pulls do not count).
+    #[arg(long, default_value = "180s", value_parser = crate::cli::parse_duration)]
     pub timeout: Duration,
-    pub images: images::Options,
+    /// Where the services' own images come from: built by the engine from
+    /// services/Dockerfile, or packaged from binaries built on the host.
+    #[arg(
+        long,
+        value_enum,
+        env = "PIXELFLOW_IMAGES",
+        default_value = "dockerfile"
+    )]
+    pub images: images::Source,
+    /// Build the services' images even when what they are built from has
+    /// not changed (without it, an edited source is rebuilt and an
+    /// unchanged one is not).
+    #[arg(long)]
+    pub build: bool,
+    /// With --images host: the cargo profile whose binaries to package
+    /// (target/<profile>/).
+    #[arg(long, env = "PIXELFLOW_PROFILE", default_value = "debug")]
+    pub profile: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,25 +63,41 @@ enum Action {
     Recreated,
 }
 
+/// A service's progress, shared by those that depend on it: an empty error
+/// means "failed, and said so itself".
+type Milestone<'a> = Shared<BoxFuture<'a, Result<(), String>>>;
+
 pub async fn run(
     engine: &Engine,
     project: &Project,
-    requested: &[String],
-    without: &[String],
-    options: &Options,
+    args: &Args,
     printer: &Printer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ExitStatus> {
     let started = Instant::now();
-    let requested = if requested.is_empty() {
-        project.services.keys().cloned().collect()
+    let requested = if args.services.is_empty() {
+        let (active, inactive) = project.by_profile(&active_profiles());
+        for name in &inactive {
+            printer.status(format!(
+                "{name}: left out (its profiles are not in COMPOSE_PROFILES)"
+            ));
+        }
+        active
     } else {
-        requested.to_vec()
+        args.services.clone()
     };
-    let (wanted, skipped) = project.without(&project.with_dependencies(&requested), without);
+    let (wanted, skipped) = project.without(&project.with_dependencies(&requested), &args.without);
     for name in &skipped {
         printer.status(format!("{name}: left out (--without)"));
     }
-    let ids = images::ensure(engine, project, &wanted, &options.images, printer).await?;
+    for warning in project.ignored(&wanted) {
+        printer.status(format!("warning: {warning}"));
+    }
+    let options = images::Options {
+        source: args.images,
+        rebuild: args.build,
+        profile: args.profile.clone(),
+    };
+    let ids = images::ensure(engine, project, &wanted, &options, printer).await?;
 
     for network in &project.networks {
         let mut labels = stack::project_labels(project);
@@ -68,54 +120,71 @@ pub async fn run(
         .filter(|(n, _)| wanted.contains(n))
         .map(|(n, s)| (n.clone(), s.clone()))
         .collect();
-    let existing = engine
-        .containers(&[stack::label_filter(stack::PROJECT, &project.name)])
-        .await?;
-    let existing: HashMap<String, (String, String)> = existing
-        .into_iter()
-        .filter_map(|c| {
-            let labels = c.labels?;
-            let service = labels.get(stack::SERVICE)?.clone();
-            let hash = labels.get(stack::CONFIG_HASH).cloned().unwrap_or_default();
-            Some((service, (c.id?, hash)))
-        })
-        .collect();
+    let existing = stack::containers(engine, project).await?;
 
-    // Each service starts as soon as its own dependencies are healthy, as
-    // compose does; independent services come up side by side.
     let order: Vec<String> = start_order(&subset)?.into_iter().flatten().collect();
-    let mut ready: HashMap<String, Shared<BoxFuture<'_, Result<(), String>>>> = HashMap::new();
+    let mut started_at: HashMap<String, Milestone<'_>> = HashMap::new();
+    let mut healthy_at: HashMap<String, Milestone<'_>> = HashMap::new();
     for name in &order {
-        let dependencies: Vec<_> = project.services[name]
+        let waits: Vec<Milestone<'_>> = project.services[name]
             .depends_on
-            .keys()
-            .filter_map(|d| ready.get(d).cloned())
+            .iter()
+            .filter_map(|(dependency, condition)| match condition {
+                Condition::ServiceStarted => started_at.get(dependency).cloned(),
+                // service_completed_successfully is reported as not
+                // supported (Project::ignored); healthy is the closest.
+                Condition::ServiceHealthy | Condition::ServiceCompletedSuccessfully => {
+                    healthy_at.get(dependency).cloned()
+                }
+            })
             .collect();
         let hash = config_hash(&project.services[name], &ids[name]);
-        let current = existing.get(name);
-        let timeout = options.timeout;
-        let future = async move {
-            for dependency in dependencies {
-                // The dependency's own error is reported once, by itself.
-                dependency.await.map_err(|_| String::new())?;
+        let current = existing.get(name).and_then(|list| list.first()).cloned();
+        let timeout = args.timeout;
+        let (tell_started, on_started) = futures::channel::oneshot::channel::<Result<(), String>>();
+        let healthy = async move {
+            let mut tell_started = Some(tell_started);
+            let result = async {
+                for wait in waits {
+                    // The dependency's own error is reported once, by itself.
+                    wait.await.map_err(|_| String::new())?;
+                }
+                let (action, container) = bring_up(engine, project, name, hash, current)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                if let Some(tell) = tell_started.take() {
+                    let _ = tell.send(Ok(()));
+                }
+                let bar = printer.spinner(format!("{name}: waiting until healthy"));
+                let waited =
+                    health::wait(engine, name, &project.services[name], &container, timeout).await;
+                bar.finish_and_clear();
+                waited.map_err(|e| format!("{e:#}"))?;
+                let verb = match action {
+                    Action::Unchanged => "unchanged",
+                    Action::Started => "started",
+                    Action::Created => "created",
+                    Action::Recreated => "recreated",
+                };
+                printer.status(format!("{name}: {verb}, healthy"));
+                Ok(())
             }
-            let action = bring_up(engine, project, name, hash, current, timeout, printer)
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let verb = match action {
-                Action::Unchanged => "unchanged",
-                Action::Started => "started",
-                Action::Created => "created",
-                Action::Recreated => "recreated",
-            };
-            printer.status(format!("{name}: {verb}, healthy"));
-            Ok(())
+            .await;
+            if let (Some(tell), Err(_)) = (tell_started, &result) {
+                let _ = tell.send(Err(String::new()));
+            }
+            result
         }
         .boxed()
         .shared();
-        ready.insert(name.clone(), future);
+        let on_started = async move { on_started.await.unwrap_or(Err(String::new())) }
+            .boxed()
+            .shared();
+        started_at.insert(name.clone(), on_started);
+        healthy_at.insert(name.clone(), healthy);
     }
-    let results = join_all(order.iter().map(|n| ready[n].clone())).await;
+    // Driving every service's healthy milestone drives its start too.
+    let results = join_all(order.iter().map(|n| healthy_at[n].clone())).await;
     if let Some(error) = results
         .into_iter()
         .filter_map(Result::err)
@@ -124,47 +193,67 @@ pub async fn run(
         anyhow::bail!(error);
     }
     printer.status(format!("up in {:.1}s", started.elapsed().as_secs_f64()));
-    commands::ps::run(engine, project, &wanted, printer).await
+    commands::ps::show(engine, project, &wanted, &wanted, printer).await?;
+    Ok(ExitStatus::Success)
 }
 
+/// COMPOSE_PROFILES, as docker compose reads it (comma-separated).
+fn active_profiles() -> Vec<String> {
+    std::env::var("COMPOSE_PROFILES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Makes the service's container run with config `hash`; returns what it
+/// did and the container's name.
 async fn bring_up(
     engine: &Engine,
     project: &Project,
     name: &str,
     hash: String,
-    existing: Option<&(String, String)>,
-    timeout: Duration,
-    printer: &Printer,
-) -> anyhow::Result<Action> {
-    let container = stack::container_name(&project.name, name);
-    let action = match existing {
-        Some((_, old)) if *old == hash => {
-            let (state, _, _) = health::state(engine, &container).await?;
-            if state.status == "running" {
-                Action::Unchanged
+    existing: Option<Found>,
+) -> anyhow::Result<(Action, String)> {
+    match existing {
+        Some(found) if found.hash == hash => {
+            if found.state == "running" {
+                Ok((Action::Unchanged, found.name))
             } else {
-                start(engine, project, name, &container).await?;
-                Action::Started
+                start(engine, project, name, &found.name).await?;
+                Ok((Action::Started, found.name))
             }
         }
-        other => {
-            engine.remove(&container).await?;
+        Some(found) => {
+            // Gracefully: a worker finishes its task, api drains its outbox.
             engine
-                .create(&container, stack::container_config(project, name, &hash))
+                .stop(&found.name, stack::grace_period(&project.services[name]))
                 .await?;
-            start(engine, project, name, &container).await?;
-            if other.is_some() {
-                Action::Recreated
-            } else {
-                Action::Created
-            }
+            engine.remove(&found.name).await?;
+            create_and_start(engine, project, name, &found.name, &hash).await?;
+            Ok((Action::Recreated, found.name))
         }
-    };
-    let bar = printer.spinner(format!("{name}: waiting until healthy"));
-    let result = health::wait(engine, name, &container, timeout).await;
-    bar.finish_and_clear();
-    result?;
-    Ok(action)
+        None => {
+            let container = stack::container_name(&project.name, name);
+            create_and_start(engine, project, name, &container, &hash).await?;
+            Ok((Action::Created, container))
+        }
+    }
+}
+
+async fn create_and_start(
+    engine: &Engine,
+    project: &Project,
+    name: &str,
+    container: &str,
+    hash: &str,
+) -> anyhow::Result<()> {
+    engine
+        .create(container, stack::container_config(project, name, hash))
+        .await?;
+    start(engine, project, name, container).await
 }
 
 async fn start(
@@ -173,24 +262,29 @@ async fn start(
     name: &str,
     container: &str,
 ) -> anyhow::Result<()> {
-    match engine.start(container).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.port_in_use() => {
-            let ports: Vec<String> = project.services[name]
-                .ports
-                .iter()
-                .filter_map(|p| PortMapping::parse(p).ok()?.host_port.map(|h| h.to_string()))
-                .collect();
-            let taken = ports
-                .iter()
-                .find(|p| e.to_string().contains(&format!(":{p} ")))
-                .cloned();
-            let port = taken.unwrap_or_else(|| ports.join(" or "));
-            Err(anyhow::anyhow!(
-                "host port {port} for service {name} is already in use: stop what holds it, or change the port in {}",
-                project.file.display()
-            ))
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot start {name}")),
+    let Err(error) = engine.start(container).await else {
+        return Ok(());
+    };
+    // Which host port is taken is asked of the host, not read from the
+    // engine's English: a port we cannot bind either is the culprit.
+    let taken: Vec<String> = project.services[name]
+        .ports
+        .iter()
+        .filter_map(|p| PortMapping::parse(p).ok())
+        .filter_map(|p| {
+            let port = p.host_port?;
+            let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");
+            std::net::TcpListener::bind((ip, port))
+                .is_err()
+                .then(|| port.to_string())
+        })
+        .collect();
+    if error.status() == Some(500) && !taken.is_empty() {
+        return Err(anyhow::Error::new(error).context(format!(
+            "host port {} for service {name} is already in use: stop what holds it, or change the port in {}",
+            taken.join(" and "),
+            project.file.display()
+        )));
     }
+    Err(error).with_context(|| format!("cannot start {name}"))
 }

@@ -43,10 +43,23 @@ pub enum ComposeError {
     Order { path: PathBuf, source: OrderError },
 }
 
+/// A service name the compose file does not declare.
+#[derive(Debug, thiserror::Error)]
+#[error("no service {name:?} in {}; the services are: {}", .file.display(), .valid.join(", "))]
+pub struct UnknownService {
+    pub name: String,
+    pub file: PathBuf,
+    pub valid: Vec<String>,
+}
+
 /// A loaded compose project.
 #[derive(Debug, Clone)]
 pub struct Project {
     pub name: String,
+    /// The name came from no setting (COMPOSE_PROJECT_NAME, `.env`, the
+    /// file's `name:`) but from the folder's name, which another checkout
+    /// in a folder of the same name shares.
+    pub name_from_folder: bool,
     /// The folder holding the compose file: relative paths start here.
     pub dir: PathBuf,
     pub file: PathBuf,
@@ -128,9 +141,11 @@ impl Project {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let name = lookup("COMPOSE_PROJECT_NAME")
+        let set = lookup("COMPOSE_PROJECT_NAME")
             .filter(|n| !n.is_empty())
-            .or(compose.name.clone())
+            .or(compose.name.clone());
+        let name_from_folder = set.is_none();
+        let name = set
             .or_else(|| {
                 std::fs::canonicalize(&dir)
                     .ok()
@@ -139,6 +154,7 @@ impl Project {
             .unwrap_or_else(|| "default".into());
         let project = Self {
             name: name.to_lowercase(),
+            name_from_folder,
             dir,
             file: path.clone(),
             services: compose.services,
@@ -175,6 +191,10 @@ impl Project {
                     ));
                 }
             }
+            if let Some(d) = &service.stop_grace_period {
+                model::duration_ns(d)
+                    .map_err(|e| invalid(name, format!("stop_grace_period: {e}")))?;
+            }
             if let Some(h) = &service.healthcheck {
                 for d in [&h.interval, &h.timeout, &h.start_period]
                     .into_iter()
@@ -194,17 +214,17 @@ impl Project {
 
     /// The service names, or what is wrong with `names` (an unknown one,
     /// with the valid ones listed).
-    pub fn select(&self, names: &[String]) -> Result<Vec<String>, String> {
+    pub fn select(&self, names: &[String]) -> Result<Vec<String>, UnknownService> {
         if names.is_empty() {
             return Ok(self.services.keys().cloned().collect());
         }
         for n in names {
             if !self.services.contains_key(n) {
-                return Err(format!(
-                    "no service {n:?} in {}; the services are: {}",
-                    self.file.display(),
-                    self.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
+                return Err(UnknownService {
+                    name: n.clone(),
+                    file: self.file.clone(),
+                    valid: self.services.keys().cloned().collect(),
+                });
             }
         }
         Ok(names.to_vec())
@@ -229,6 +249,47 @@ impl Project {
 }
 
 impl Project {
+    /// The services to start by default, and those left out because none
+    /// of their `profiles` is active (as docker compose decides).
+    pub fn by_profile(&self, active: &[String]) -> (Vec<String>, Vec<String>) {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for (name, s) in &self.services {
+            if s.profiles.is_empty() || s.profiles.iter().any(|p| active.contains(p)) {
+                on.push(name.clone());
+            } else {
+                off.push(name.clone());
+            }
+        }
+        (on, off)
+    }
+
+    /// What `up` does not honour in `services`, one sentence each: keys
+    /// outside the supported subset and `depends_on` conditions it cannot
+    /// wait for.
+    pub fn ignored(&self, services: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in services {
+            let Some(service) = self.services.get(name) else {
+                continue;
+            };
+            if !service.unsupported.is_empty() {
+                let keys: Vec<&str> = service.unsupported.keys().map(String::as_str).collect();
+                out.push(format!(
+                    "{name}: ignoring compose keys pixelflowctl does not support: {}",
+                    keys.join(", ")
+                ));
+            }
+            for (dependency, condition) in &service.depends_on {
+                if *condition == Condition::ServiceCompletedSuccessfully {
+                    out.push(format!(
+                        "{name}: depends_on {dependency} condition service_completed_successfully is not supported; waiting for {dependency} to be healthy instead"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// `services` less `without` and whatever depends on those, as
     /// (kept, left out).
     pub fn without(&self, services: &[String], without: &[String]) -> (Vec<String>, Vec<String>) {
@@ -412,7 +473,7 @@ mod tests {
         );
         let project =
             parse("services:\n  a:\n    image: i\n  b:\n    image: j\n", &[]).expect("parses");
-        let err = project.select(&["c".into()]).unwrap_err();
+        let err = project.select(&["c".into()]).unwrap_err().to_string();
         assert!(err.contains("the services are: a, b"), "{err}");
     }
 
@@ -468,5 +529,53 @@ mod tests {
         assert_eq!(env["B"], "two words");
         assert_eq!(env["C"], "x");
         assert_eq!(env["D"], "");
+    }
+
+    #[test]
+    fn services_with_inactive_profiles_are_left_out_by_default() {
+        let text =
+            "services:\n  app:\n    image: i\n  debug:\n    image: i\n    profiles: [tools]\n";
+        let project = parse(text, &[]).expect("parses");
+        assert_eq!(
+            project.by_profile(&[]),
+            (vec!["app".into()], vec!["debug".into()])
+        );
+        assert_eq!(project.by_profile(&["tools".into()]).0, ["app", "debug"]);
+    }
+
+    #[test]
+    fn unsupported_keys_and_conditions_are_reported_not_dropped() {
+        let text = "services:\n  db:\n    image: i\n  app:\n    image: i\n    deploy: { replicas: 2 }\n    depends_on: { db: { condition: service_completed_successfully } }\n";
+        let project = parse(text, &[]).expect("parses");
+        let ignored = project.ignored(&["app".into(), "db".into()]);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(ignored[0].contains("app: ignoring") && ignored[0].contains("deploy"));
+        assert!(ignored[1].contains("service_completed_successfully is not supported"));
+        assert!(project.ignored(&["db".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_project_name_from_no_setting_is_marked_as_the_folders() {
+        let named = parse(
+            "services:\n  a:\n    image: i\n",
+            &[("COMPOSE_PROJECT_NAME", "mine")],
+        )
+        .expect("parses");
+        assert!(!named.name_from_folder);
+        let by_file = parse("name: filed\nservices:\n  a:\n    image: i\n", &[]).expect("parses");
+        assert!(!by_file.name_from_folder);
+        assert_eq!(by_file.name, "filed");
+        let by_folder = parse("services:\n  a:\n    image: i\n", &[]).expect("parses");
+        assert!(by_folder.name_from_folder);
+    }
+
+    #[test]
+    fn a_bad_stop_grace_period_is_named() {
+        let err = parse(
+            "services:\n  a:\n    image: i\n    stop_grace_period: soon\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("stop_grace_period"), "{err}");
     }
 }

@@ -44,6 +44,11 @@ pub struct Service {
     pub restart: Option<String>,
     #[serde(default, deserialize_with = "strings")]
     pub profiles: Vec<String>,
+    /// How long the service may take to stop after its stop signal.
+    #[serde(default)]
+    pub stop_grace_period: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
     #[serde(flatten, skip_serializing)]
     pub unsupported: BTreeMap<String, serde_yaml::Value>,
 }

@@ -90,23 +90,21 @@ impl Application {
         pixelflow_common::server::local_addr(&self.listener)
     }
 
-    /// Serves and relays until `shutdown` completes; in-flight requests and
-    /// the relay's current batch finish first.
+    /// Serves and relays until `shutdown` completes; in-flight requests
+    /// finish first, then the relay publishes what they stored.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
-        let stop = Arc::new(stop);
         let relay = tokio::spawn(self.relay.run(stopped));
-        let signal = stop.clone();
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                signal.send_replace(true);
-            })
+            .with_graceful_shutdown(shutdown)
             .await;
-        // Also when serving failed: the relay must not outlive the server.
+        // Only now that no request can store another task does the relay
+        // stop, after a last round: the events of uploads answered during
+        // the shutdown go out before api exits. Also when serving failed:
+        // the relay must not outlive the server.
         stop.send_replace(true);
         if let Err(e) = relay.await {
             tracing::error!(error = %e, "outbox relay panicked");

@@ -51,8 +51,7 @@ pub fn producer(brokers: &str, timeout: Duration) -> rdkafka::error::KafkaResult
 }
 
 impl Relay {
-    /// Runs until `shutdown` turns true; the batch under way is finished
-    /// first.
+    /// Runs until `shutdown` turns true, then makes one last round.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut topic_ready = false;
         loop {
@@ -71,6 +70,13 @@ impl Relay {
                 () = tokio::time::sleep(self.poll_interval) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
+        }
+        // The server has stopped: publish what its last requests stored.
+        if topic_ready {
+            if let Err(e) = self.drain().await {
+                tracing::error!(error = %e, "outbox relay's last round failed; the next start publishes the rest");
+            }
+            self.refresh_pending().await;
         }
         tracing::info!("outbox relay stopped");
     }
