@@ -78,8 +78,8 @@ pub async fn observe(engine: &Engine, container: &str) -> anyhow::Result<Observe
     })
 }
 
-/// Restarts by the restart policy during one wait that make a crash loop:
-/// one crash can be a hiccup, two in a row are not.
+/// Restarts by the restart policy that make a crash loop: one crash can be
+/// a hiccup, two in a row are not.
 const CRASH_LOOP_RESTARTS: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,7 @@ pub enum NotHealthy {
         code: i64,
         logs: String,
     },
-    #[error("{service} keeps crashing: its restart policy restarted it {restarts} times, last exit code {code}\n--- last log lines ---\n{logs}")]
+    #[error("{service} keeps crashing: its restart policy restarted it {restarts} time(s), last exit code {code}\n--- last log lines ---\n{logs}")]
     CrashLoop {
         service: String,
         restarts: i64,
@@ -167,6 +167,15 @@ impl Probe {
     }
 }
 
+/// Whether the service's own healthcheck command passes in `container` now
+/// (false without one).
+pub async fn passes_own_check(engine: &Engine, service: &Service, container: &str) -> bool {
+    match Probe::of(service) {
+        Some(check) => check.passes(engine, container).await,
+        None => false,
+    }
+}
+
 /// Waits until `container` is healthy (or running, without a healthcheck);
 /// stops at once when it exits, turns unhealthy, or keeps crashing under a
 /// restart policy.
@@ -184,7 +193,6 @@ pub async fn wait(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
-    let mut first_restarts = None;
     let own_check = Probe::of(definition);
     loop {
         let Observed {
@@ -194,12 +202,17 @@ pub async fn wait(
             restarts,
             last_exit,
         } = observe(engine, container).await?;
-        let before = *first_restarts.get_or_insert(restarts);
-        if restarts - before >= CRASH_LOOP_RESTARTS {
+        // The count starts at 0 with each start through the API, so it
+        // counts crashes since `up` or `restart` started the container. The
+        // engine marks a container that exits under a restart policy
+        // unhealthy: after a restart, that is the crash, not a probe.
+        let crashing = restarts >= CRASH_LOOP_RESTARTS
+            || (restarts >= 1 && (state.health == "unhealthy" || state.status == "restarting"));
+        if crashing {
             let logs = tail(engine, container, 20).await;
             return Err(NotHealthy::CrashLoop {
                 service: service.into(),
-                restarts: restarts - before,
+                restarts,
                 code: last_exit.unwrap_or_default(),
                 logs,
             }

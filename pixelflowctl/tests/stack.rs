@@ -17,7 +17,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use pixelflow_testkit::{eventually, free_port, png};
+use pixelflow_testkit::{eventually, free_port, png, png_plain};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -179,7 +179,8 @@ impl User {
     }
 
     async fn upload(&self, image: Vec<u8>) -> String {
-        let task: Value = self
+        let bytes = image.len();
+        let response = self
             .http
             .post(format!("{}/api/upload", self.api))
             .header("Authorization", &self.bearer)
@@ -187,11 +188,13 @@ impl User {
             .body(image)
             .send()
             .await
-            .expect("upload")
-            .json()
-            .await
-            .expect("task");
-        task["id"].as_str().expect("task id").to_string()
+            .expect("upload");
+        let status = response.status();
+        let task: Value = response.json().await.expect("a JSON answer");
+        task["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("upload of {bytes} bytes: {status} {task}"))
+            .to_string()
     }
 
     async fn status(&self, task: &str) -> Option<String> {
@@ -299,6 +302,10 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         SERVICES.len() - 1,
         "{status}"
     );
+    // And back: tokens issued from here on are signed with the default.
+    let back = stack.run(&up_args).await;
+    let status = String::from_utf8_lossy(&back.stderr);
+    assert!(status.contains("auth: recreated, healthy"), "{status}");
     for (service, id) in ["auth", "api", "worker"].iter().zip(&images) {
         let now = docker(&[
             "image",
@@ -352,7 +359,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     let mut followed = BufReader::new(follower.stdout.take().expect("stdout")).lines();
 
     let user = User::new(&stack).await;
-    let busy = user.upload(png(7000, 7000)).await;
+    let busy = user.upload(png_plain(7000, 7000)).await;
     user.wait_for(&busy, "PROCESSING", Duration::from_secs(60))
         .await;
     let restart = stack.run(&["restart", "worker"]).await;
@@ -415,7 +422,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
 
     // down while the worker processes a task, then up: the task completed
     // (the worker finished it on SIGTERM) and stays so.
-    let busy = user.upload(png(7000, 7000)).await;
+    let busy = user.upload(png_plain(7000, 7000)).await;
     user.wait_for(&busy, "PROCESSING", Duration::from_secs(60))
         .await;
     let down = stack.run(&["down"]).await;

@@ -26,15 +26,14 @@ pub struct Row {
     pub urls: Vec<String>,
 }
 
-/// The rows of `services`. `checked` are services whose healthcheck
-/// command passed moments ago (run by `up` itself): while the engine has
-/// not run its own first check yet, they show as healthy, which the
-/// engine's next check will say too.
+/// The rows of `services`. Health is the engine's verdict; while the
+/// engine has not run its first check yet ("starting"), the service's own
+/// healthcheck command is run here, as `up` does, and a pass shows as
+/// healthy, which the engine's next check will say too.
 pub async fn rows(
     engine: &Engine,
     project: &Project,
     services: &[String],
-    checked: &[String],
 ) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut containers = stack::containers(engine, project).await?;
@@ -46,7 +45,10 @@ pub async fn rows(
         let (state, health) = match &container {
             Some(name) => {
                 let (s, _, _) = health::state(engine, name).await?;
-                let health = if s.health == "starting" && checked.contains(service) {
+                let checked_now = s.health == "starting"
+                    && s.status == "running"
+                    && health::passes_own_check(engine, &project.services[service], name).await;
+                let health = if checked_now {
                     "healthy".to_string()
                 } else {
                     s.health
@@ -107,7 +109,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
     let services = project.select(&args.services)?;
-    show(engine, project, &services, &[], printer).await?;
+    show(engine, project, &services, printer).await?;
     Ok(ExitStatus::Success)
 }
 
@@ -116,9 +118,8 @@ pub async fn show(
     engine: &Engine,
     project: &Project,
     services: &[String],
-    checked: &[String],
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let rows = rows(engine, project, services, checked).await?;
+    let rows = rows(engine, project, services).await?;
     print(&rows, printer)
 }

@@ -193,7 +193,7 @@ pub async fn run(
         anyhow::bail!(error);
     }
     printer.status(format!("up in {:.1}s", started.elapsed().as_secs_f64()));
-    commands::ps::show(engine, project, &wanted, &wanted, printer).await?;
+    commands::ps::show(engine, project, &wanted, printer).await?;
     Ok(ExitStatus::Success)
 }
 

@@ -19,6 +19,16 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A real PNG of the given size in one colour: megapixels in a small
+/// upload, for work that takes the worker a while (seconds at 7000×7000).
+pub fn png_plain(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    RgbImage::from_pixel(width, height, Rgb([40, 120, 200]))
+        .write_to(&mut out, ImageFormat::Png)
+        .unwrap_or_else(|e| panic!("cannot encode a test PNG: {e}"));
+    out.into_inner()
+}
+
 /// A real JPEG of the given size.
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());

@@ -18,7 +18,7 @@ use std::time::Duration;
 use sqlx::{Connection, Executor, PgConnection};
 
 pub use broker::Broker;
-pub use images::{jpeg, png, png_claiming};
+pub use images::{jpeg, png, png_claiming, png_plain};
 pub use metrics::{assert_promtool_clean, Metrics};
 
 /// Every database a test creates has this prefix; `tests/run` drops
