@@ -173,3 +173,61 @@ async fn a_service_in_a_crash_loop_stops_up_within_seconds_with_its_exit_code() 
         "it waited {waited:?} for a crash loop (the timeout is 120 s)"
     );
 }
+
+/// `up` of one service built from `dockerfile` in a folder of its own;
+/// returns the exit code and stderr.
+async fn build_alone(dockerfile: &str, prefix: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write");
+    let file = dir.path().join("docker-compose.yml");
+    let project = format!("{prefix}{}", std::process::id());
+    std::fs::write(
+        &file,
+        format!("services:\n  app:\n    image: {project}/app:dev\n    build: .\n"),
+    )
+    .expect("write");
+    let output = pixelflowctl(&["--file", file.to_str().expect("utf-8"), "up"])
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .output()
+        .await
+        .expect("runs");
+    (output.status.code(), stderr(&output))
+}
+
+#[tokio::test]
+async fn a_failing_build_step_shows_the_engines_error_and_the_last_build_lines() {
+    let (code, message) = build_alone(
+        "FROM pixelflow-standin/base:bookworm\nRUN echo compiling-something && echo it-broke >&2 && exit 3\n",
+        "pfbuildfail",
+    )
+    .await;
+    assert_eq!(code, Some(1), "{message}");
+    assert!(!message.contains("Docker stream error"), "{message}");
+    assert!(
+        message.contains("build pfbuildfail"),
+        "names the build: {message}"
+    );
+    assert!(
+        message.contains("returned a non-zero code: 3"),
+        "the engine's own text: {message}"
+    );
+    assert!(
+        message.contains("--- last build output ---") && message.contains("it-broke"),
+        "the last lines of the build: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_buildkit_only_dockerfile_says_so_instead_of_a_stream_error() {
+    let (code, message) = build_alone(
+        "FROM pixelflow-standin/base:bookworm\nRUN --mount=type=cache,target=/cache true\n",
+        "pfbuildkit",
+    )
+    .await;
+    assert_eq!(code, Some(1), "{message}");
+    assert!(!message.contains("Docker stream error"), "{message}");
+    assert!(
+        message.contains("--mount"),
+        "the engine's reason: {message}"
+    );
+}

@@ -350,3 +350,30 @@ async fn host_packaging_gives_the_same_image_ids_on_a_base_never_built_on() {
         "a second up recreated something:\n{status}"
     );
 }
+
+#[tokio::test]
+async fn service_started_waits_for_the_start_and_service_healthy_for_health() {
+    let name = format!("pfcond{}", std::process::id());
+    // `slow` turns healthy 4 s after it starts; `eager` needs it started,
+    // `patient` needs it healthy.
+    let compose = format!(
+        "services:\n  slow:\n    image: {BASE}\n    command: [\"sh\", \"-c\", \"sleep 4 && touch /tmp/ready && exec sleep 600\"]\n    stop_grace_period: 1s\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n      interval: 1s\n      retries: 20\n  eager:\n    image: {BASE}\n    command: [\"sleep\", \"600\"]\n    stop_grace_period: 1s\n    depends_on:\n      slow: {{ condition: service_started }}\n  patient:\n    image: {BASE}\n    command: [\"sleep\", \"600\"]\n    stop_grace_period: 1s\n    depends_on:\n      slow: {{ condition: service_healthy }}\n"
+    );
+    let project = Project::new(&compose, Some(name.clone()));
+    project.run(&["up", "--timeout", "60s"]).await;
+    let started = |service: &'static str| {
+        let container = format!("{name}-{service}-1");
+        async move {
+            let at = docker(&["inspect", "-f", "{{.State.StartedAt}}", &container]).await;
+            chrono::DateTime::parse_from_rfc3339(&at).expect("an RFC 3339 time")
+        }
+    };
+    let slow = started("slow").await;
+    let eager = (started("eager").await - slow).num_milliseconds();
+    let patient = (started("patient").await - slow).num_milliseconds();
+    assert!(eager < 3000, "service_started waited {eager} ms for health");
+    assert!(
+        patient >= 4000,
+        "service_healthy started after {patient} ms, before health"
+    );
+}

@@ -6,10 +6,12 @@ use crate::docker::Engine;
 use crate::printer::Printer;
 use crate::{images, ExitStatus};
 
-/// Build the images of the services that have a `build:` section (default:
-/// all of them), as `up` builds them, even when what they are built from
-/// did not change. The engine's layer cache still applies: an unchanged
-/// source gives the same image.
+/// Build the services' own images.
+///
+/// Builds the images of the services that have a `build:` section
+/// (default: all of them), as `up` builds them, even when what they are
+/// built from did not change. The engine's layer cache still applies: an
+/// unchanged source gives the same image.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Services whose images to build (default: every service with a

@@ -11,9 +11,12 @@ use crate::docker::Engine;
 use crate::printer::Printer;
 use crate::{stack, ExitStatus};
 
-/// Stop and remove the project's containers and networks. Each container
-/// gets SIGTERM and its stop_grace_period (default 10 s) before it would be
-/// killed, dependents first, so no work in hand is lost.
+/// Stop and remove the project's containers and networks (volumes with -v).
+///
+/// Each container gets SIGTERM and its stop_grace_period (default 10 s)
+/// before it would be killed, dependents first, so no work in hand is lost.
+/// Only what the compose file declares is touched: containers of its
+/// services, its networks and volumes, of this project.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Remove the project's named volumes too (their data is lost).

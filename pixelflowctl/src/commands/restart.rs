@@ -8,9 +8,10 @@ use crate::docker::Engine;
 use crate::printer::Printer;
 use crate::{health, stack, ExitStatus};
 
-/// Restart services gracefully and wait until each is healthy again. Each
-/// gets SIGTERM and its stop_grace_period (default 10 s) to finish its work
-/// (a worker its task, api its outbox) before it would be killed.
+/// Restart services gracefully and wait until each is healthy again.
+///
+/// Each gets SIGTERM and its stop_grace_period (default 10 s) to finish its
+/// work (a worker its task, api its outbox) before it would be killed.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Services to restart.

@@ -16,10 +16,15 @@ use crate::printer::Printer;
 use crate::stack::Found;
 use crate::{commands, health, images, stack, ExitStatus};
 
-/// Build or pull what is missing, create the network, volumes and
-/// containers, start them in dependency order and wait until each is
-/// healthy. Unchanged containers are left alone; changed ones are stopped
-/// gracefully (SIGTERM, their stop_grace_period) and replaced.
+/// Build or pull what is missing, then start the stack and wait until it is
+/// healthy.
+///
+/// Creates the network, volumes and containers, starts each service once
+/// what it depends on is started or healthy (as its `depends_on` condition
+/// says) and waits until each is healthy. Unchanged containers are left
+/// alone; changed ones are stopped gracefully (SIGTERM, their
+/// stop_grace_period) and replaced. An image is rebuilt when what it is
+/// built from changed.
 ///
 /// Services with `profiles:` start only when one of their profiles is
 /// listed in COMPOSE_PROFILES, or when named.

@@ -6,9 +6,12 @@ use std::time::Duration;
 use crate::printer::Printer;
 use crate::{verify, ExitStatus};
 
-/// Check every service's metrics against typed expectations, run a real
-/// register/login/upload/process flow and check each counter moved by what
-/// it did, then check Prometheus, the dashboards and Grafana. Works on the
+/// Check that the observability works: metrics, a real flow, Prometheus,
+/// dashboards, Grafana.
+///
+/// Checks every service's metrics against typed expectations, runs a real
+/// register/login/upload/process flow and checks each counter moved by what
+/// it did, then checks Prometheus, the dashboards and Grafana. Works on the
 /// Docker stack and on services run as processes.
 ///
 /// Exit codes: 0 all passed, 1 a check failed, 2 verify could not run (a

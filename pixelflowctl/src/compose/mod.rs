@@ -66,6 +66,8 @@ pub struct Project {
     pub services: BTreeMap<String, Service>,
     pub volumes: Vec<String>,
     pub networks: Vec<String>,
+    /// Top-level keys `up` does not honour.
+    pub unsupported: Vec<String>,
 }
 
 /// Reads `KEY=value` lines; `#` comments and blank lines are skipped, one
@@ -160,6 +162,7 @@ impl Project {
             services: compose.services,
             volumes: compose.volumes.into_keys().collect(),
             networks: compose.networks.into_keys().collect(),
+            unsupported: compose.unsupported.into_keys().collect(),
         };
         project.validate()?;
         Ok(project)
@@ -268,6 +271,12 @@ impl Project {
     /// wait for.
     pub fn ignored(&self, services: &[String]) -> Vec<String> {
         let mut out = Vec::new();
+        if !self.unsupported.is_empty() {
+            out.push(format!(
+                "ignoring top-level compose keys pixelflowctl does not support: {}",
+                self.unsupported.join(", ")
+            ));
+        }
         for name in services {
             let Some(service) = self.services.get(name) else {
                 continue;
@@ -545,13 +554,22 @@ mod tests {
 
     #[test]
     fn unsupported_keys_and_conditions_are_reported_not_dropped() {
-        let text = "services:\n  db:\n    image: i\n  app:\n    image: i\n    deploy: { replicas: 2 }\n    depends_on: { db: { condition: service_completed_successfully } }\n";
+        let text = "version: '3.9'\nservices:\n  db:\n    image: i\n  app:\n    image: i\n    deploy: { replicas: 2 }\n    depends_on: { db: { condition: service_completed_successfully } }\n";
         let project = parse(text, &[]).expect("parses");
         let ignored = project.ignored(&["app".into(), "db".into()]);
         assert_eq!(ignored.len(), 2, "{ignored:?}");
         assert!(ignored[0].contains("app: ignoring") && ignored[0].contains("deploy"));
         assert!(ignored[1].contains("service_completed_successfully is not supported"));
         assert!(project.ignored(&["db".into()]).is_empty());
+        let with_secrets = parse(
+            "services:\n  a:\n    image: i\nsecrets:\n  s: { file: x }\n",
+            &[],
+        )
+        .expect("parses");
+        assert_eq!(
+            with_secrets.ignored(&[]),
+            ["ignoring top-level compose keys pixelflowctl does not support: secrets"]
+        );
     }
 
     #[test]

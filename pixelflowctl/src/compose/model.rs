@@ -16,6 +16,13 @@ pub struct ComposeFile {
     pub volumes: BTreeMap<String, serde_yaml::Value>,
     #[serde(default, deserialize_with = "nullable_map")]
     pub networks: BTreeMap<String, serde_yaml::Value>,
+    /// Informational only (compose v2 ignores it; docker-compose 1.x wants
+    /// it).
+    #[serde(default)]
+    pub version: Option<serde_yaml::Value>,
+    /// Top-level keys outside the subset (`configs`, `secrets`…).
+    #[serde(flatten, skip_serializing)]
+    pub unsupported: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
