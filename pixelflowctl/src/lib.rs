@@ -56,7 +56,7 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
 }
 
 /// compose/docker-compose.yml in `start` or its nearest parent with one.
-fn find_compose_file(start: &Path) -> Option<PathBuf> {
+pub(crate) fn find_compose_file(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
         .map(|dir| dir.join("compose").join("docker-compose.yml"))
@@ -68,7 +68,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     // verify needs neither the compose file nor Docker: its targets can be
     // anywhere.
     let command = match cli.command {
-        Command::Verify(args) => return commands::verify::run(args, &printer).await,
+        Command::Verify(args) => {
+            return commands::verify::run(args, cli.file.as_deref(), &printer).await
+        }
         other => other,
     };
     let file = match cli.file {

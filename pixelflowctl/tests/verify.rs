@@ -1,6 +1,8 @@
 //! `pixelflowctl verify` against the services run as processes (PostgreSQL
-//! and tansu from tests/deps), and against a broken exporter. Prometheus
-//! and Grafana are not running here: their checks must show as skipped.
+//! and tansu from tests/deps), through the binary: against broken
+//! exporters, a proxy that counts twice or moves an error counter, a
+//! Prometheus that does not answer, and a test server answering as Grafana
+//! does. Each false pass verify once gave is a test here.
 
 use pixelflow_e2e::{Service, Stack};
 use serde_json::Value;
@@ -36,16 +38,19 @@ async fn start() -> Running {
 }
 
 async fn verify(targets: &[(String, String)], extra: &[&str]) -> (Option<i32>, Value, String) {
+    verify_in(targets, extra, concat!(env!("CARGO_MANIFEST_DIR"), "/..")).await
+}
+
+/// verify run from `folder`.
+async fn verify_in(
+    targets: &[(String, String)],
+    extra: &[&str],
+    folder: &str,
+) -> (Option<i32>, Value, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pixelflowctl"));
-    command.args([
-        "--output",
-        "json",
-        "verify",
-        "--prometheus",
-        "http://127.0.0.1:9",
-        "--grafana",
-        "http://127.0.0.1:9",
-    ]);
+    command
+        .current_dir(folder)
+        .args(["--output", "json", "verify"]);
     for (service, url) in targets {
         command.args(["--target", &format!("{service}={url}")]);
     }
@@ -80,21 +85,29 @@ async fn verify_passes_on_the_services_run_as_processes_with_exact_deltas() {
     let registrations = outcome(&report, "flow: auth_registrations_total");
     assert_eq!(registrations[0]["outcome"], "pass");
     assert_eq!(registrations[0]["exact"], true);
-    for skipped in ["target", "health", "panel queries"] {
-        let rows = outcome(&report, skipped);
-        assert!(
-            rows.iter().all(|c| c["outcome"] == "skip") || rows.is_empty(),
-            "{skipped}: {rows:?}"
-        );
+    let flow_rows = outcome(&report, "flow: ");
+    assert!(flow_rows.len() >= 15, "{flow_rows:?}");
+    for row in flow_rows {
+        assert_eq!(row["outcome"], "pass", "{row}");
+        assert_eq!(row["exact"], true, "every delta is exact: {row}");
     }
-    assert!(
-        report
+    // Not named with --target: said so, as the user's choice.
+    for component in ["prometheus", "dashboards", "grafana"] {
+        let rows: Vec<&Value> = report
             .as_array()
             .expect("rows")
             .iter()
-            .any(|c| c["service"] == "grafana" && c["outcome"] == "skip"),
-        "Grafana checks show as skipped"
-    );
+            .filter(|c| c["service"] == component)
+            .collect();
+        assert_eq!(rows.len(), 1, "{component}: {rows:?}");
+        assert_eq!(rows[0]["outcome"], "skip");
+        assert!(
+            rows[0]["actual"]
+                .as_str()
+                .is_some_and(|a| a.contains("not named")),
+            "{rows:?}"
+        );
+    }
     drop(running.services);
 }
 
@@ -166,6 +179,11 @@ async fn a_broken_exporter_fails_with_the_metric_named() {
             ),
             "+Inf bucket is 0 but worker_task_processing_duration_seconds_count is 7",
         ),
+        (
+            "a documented label value missing",
+            good.replace("worker_tasks_processed_total{status=\"failure\"} 0\n", ""),
+            "lacks status=\"failure\"",
+        ),
     ];
     for (what, text, message) in cases {
         assert_ne!(text, good, "{what}: the fixture did not change");
@@ -185,4 +203,297 @@ async fn a_broken_exporter_fails_with_the_metric_named() {
             "{what}: expected {message:?} among {failed:?}"
         );
     }
+}
+
+fn rows_of<'a>(report: &'a Value, component: &str) -> Vec<&'a Value> {
+    report
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["service"] == component)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_prometheus_that_does_not_answer_fails_unless_skipped() {
+    let running = start().await;
+    let (code, report, stderr) = verify(
+        &running.urls,
+        &["--no-flow", "--prometheus", "http://127.0.0.1:9"],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+    let prometheus = rows_of(&report, "prometheus");
+    assert_eq!(prometheus[0]["outcome"], "fail", "{prometheus:?}");
+    assert!(
+        prometheus[0]["actual"]
+            .as_str()
+            .is_some_and(|a| a.contains("not reachable")),
+        "{prometheus:?}"
+    );
+    assert!(
+        prometheus[0]["expected"]
+            .as_str()
+            .is_some_and(|e| e.contains("http://127.0.0.1:9/api/v1/targets")),
+        "the URL is named: {prometheus:?}"
+    );
+    let dashboards = rows_of(&report, "dashboards");
+    assert_eq!(dashboards[0]["outcome"], "fail", "{dashboards:?}");
+
+    let (code, report, stderr) = verify(
+        &running.urls,
+        &[
+            "--no-flow",
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "--skip",
+            "prometheus",
+            "--skip",
+            "dashboards",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}\n{report:#}");
+    let prometheus = rows_of(&report, "prometheus");
+    assert_eq!(prometheus[0]["outcome"], "skip");
+    assert_eq!(prometheus[0]["actual"], "skipped: --skip prometheus");
+}
+
+/// Forwards every request to `upstream`; `/metrics` answers pass through
+/// `rewrite` with the number of the scrape (0, 1, …).
+async fn proxy(upstream: String, rewrite: fn(&str, usize) -> String) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let scrapes = Arc::new(AtomicUsize::new(0));
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (http, upstream, scrapes) = (http.clone(), upstream.clone(), scrapes.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 20 << 20)
+                .await
+                .unwrap_or_default();
+            let mut forward =
+                http.request(parts.method.clone(), format!("{upstream}{}", parts.uri));
+            for (name, value) in &parts.headers {
+                if name != "host" {
+                    forward = forward.header(name, value);
+                }
+            }
+            let answer = forward.body(body).send().await.expect("upstream answers");
+            let status = answer.status();
+            let text = answer.text().await.unwrap_or_default();
+            let text = if parts.uri.path() == "/metrics" {
+                rewrite(&text, scrapes.fetch_add(1, Ordering::SeqCst))
+            } else {
+                text
+            };
+            let mut response = axum::response::Response::new(axum::body::Body::from(text));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                "content-type",
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// `line`'s sample value times `factor`, plus `add`.
+fn scaled(line: &str, factor: f64, add: f64) -> String {
+    match line.rsplit_once(' ') {
+        Some((series, value)) => match value.parse::<f64>() {
+            Ok(v) => format!("{series} {}", v * factor + add),
+            Err(_) => line.to_string(),
+        },
+        None => line.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_counter_that_counts_twice_fails_its_exact_delta() {
+    let running = start().await;
+    fn twice(text: &str, _: usize) -> String {
+        text.lines()
+            .map(|l| {
+                if l.starts_with("auth_registrations_total ") {
+                    scaled(l, 2.0, 0.0)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    }
+    let mut targets = running.urls.clone();
+    let auth = proxy(running.services[0].base.clone(), twice).await;
+    targets[0].1 = format!("{auth}/metrics");
+    let (code, report, stderr) = verify(&targets, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+    let row = outcome(&report, "flow: auth_registrations_total");
+    assert_eq!(row[0]["outcome"], "fail", "{row:?}");
+    assert_eq!(
+        (row[0]["expected"].as_str(), row[0]["actual"].as_str()),
+        (Some("+1"), Some("+2"))
+    );
+}
+
+#[tokio::test]
+async fn an_error_counter_that_moves_during_the_flow_fails() {
+    let running = start().await;
+    fn moving(text: &str, scrape: usize) -> String {
+        text.lines()
+            .map(|l| {
+                if l.starts_with("api_kafka_publish_errors_total ") {
+                    scaled(l, 1.0, scrape as f64)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    }
+    let mut targets = running.urls.clone();
+    let api = proxy(running.services[1].base.clone(), moving).await;
+    targets[1].1 = format!("{api}/metrics");
+    let (code, report, stderr) = verify(&targets, &[]).await;
+    assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+    let row = outcome(&report, "flow: api_kafka_publish_errors_total");
+    assert_eq!(row[0]["outcome"], "fail", "{row:?}");
+    assert_eq!(row[0]["expected"], "+0");
+}
+
+/// What a Grafana test server answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Grafana {
+    Healthy,
+    Unauthorized,
+    Unavailable,
+    NoDatasource,
+    NoDashboard,
+}
+
+/// A server answering as Grafana's HTTP API does (documented JSON), for
+/// the project's dashboards; returns its base URL.
+async fn grafana(mode: Grafana) -> String {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use axum::Json;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let dashboards: Vec<Value> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards"))
+            .expect("dashboards")
+            .flatten()
+            .map(|e| {
+                serde_json::from_str(&std::fs::read_to_string(e.path()).expect("read"))
+                    .expect("JSON")
+            })
+            .collect();
+    let app = axum::Router::new()
+        .route(
+            "/api/health",
+            axum::routing::get(move || async move {
+                match mode {
+                    Grafana::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"database": "failing", "version": "11.1.0"}))),
+                    _ => (StatusCode::OK, Json(serde_json::json!({"commit": "x", "database": "ok", "version": "11.1.0"}))),
+                }
+            }),
+        )
+        .route(
+            "/api/datasources/uid/{uid}/health",
+            axum::routing::get(move || async move {
+                match mode {
+                    Grafana::Unauthorized => (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"message": "Unauthorized"}))),
+                    Grafana::NoDatasource => (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "Data source not found"}))),
+                    _ => (StatusCode::OK, Json(serde_json::json!({"message": "Successfully queried the Prometheus API.", "status": "OK"}))),
+                }
+            }),
+        )
+        .route(
+            "/api/dashboards/uid/{uid}",
+            axum::routing::get(move |axum::extract::Path(uid): axum::extract::Path<String>| {
+                let dashboards = dashboards.clone();
+                async move {
+                    let found = dashboards.iter().find(|d| d["uid"] == uid.as_str()).cloned();
+                    match (mode, found) {
+                        (Grafana::Unauthorized, _) => (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"message": "Unauthorized"}))).into_response(),
+                        (Grafana::NoDashboard, _) | (_, None) => (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "Dashboard not found"}))).into_response(),
+                        (_, Some(d)) => Json(serde_json::json!({"dashboard": d, "meta": {"provisioned": true}})).into_response(),
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test]
+async fn grafana_is_judged_by_what_it_answers() {
+    let running = start().await;
+    let worker = [running.urls[2].clone()];
+    let cases = [
+        (Grafana::Healthy, None),
+        (Grafana::Unauthorized, Some("authentication failed")),
+        (Grafana::Unavailable, Some("HTTP 503")),
+        (
+            Grafana::NoDatasource,
+            Some("datasource not provisioned (HTTP 404)"),
+        ),
+        (
+            Grafana::NoDashboard,
+            Some("dashboard not provisioned (HTTP 404)"),
+        ),
+    ];
+    for (mode, failure) in cases {
+        let url = grafana(mode).await;
+        let (code, report, stderr) = verify(&worker, &["--no-flow", "--grafana", &url]).await;
+        let rows = rows_of(&report, "grafana");
+        match failure {
+            None => {
+                assert_eq!(code, Some(0), "{stderr}\n{report:#}");
+                // health, the datasource, and each of the four dashboards.
+                assert_eq!(rows.len(), 6, "{rows:?}");
+                assert!(rows.iter().all(|r| r["outcome"] == "pass"), "{rows:?}");
+            }
+            Some(message) => {
+                assert_eq!(code, Some(1), "{stderr}\n{report:#}");
+                assert!(
+                    rows.iter().any(|r| r["outcome"] == "fail"
+                        && r["actual"].as_str().is_some_and(|a| a.contains(message))),
+                    "{message}: {rows:?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn verify_finds_the_projects_dashboards_from_any_folder() {
+    let running = start().await;
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let url = grafana(Grafana::Healthy).await;
+    let (code, report, stderr) = verify_in(
+        &[running.urls[2].clone()],
+        &["--no-flow", "--grafana", &url],
+        elsewhere.path().to_str().expect("utf-8"),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}\n{report:#}");
+    let provisioned = outcome(&report, "provisioned (");
+    assert_eq!(
+        provisioned.len(),
+        4,
+        "every dashboard of the project: {report:#}"
+    );
 }

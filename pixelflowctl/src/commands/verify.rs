@@ -1,28 +1,44 @@
-//! `pixelflowctl verify`: the command line of [`crate::verify`].
+//! `pixelflowctl verify`: the command line of [`crate::verify`], and what
+//! it is pointed at. On a stack (no `--target`), the components are the
+//! compose file's (as `up` reads it) and their addresses the running
+//! containers' published ports, else the ports the compose file publishes
+//! with the same variables `up` honours; each of them must answer unless
+//! the user skips it. With `--target`, only what is named is checked.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::compose::{PortMapping, Project};
+use crate::docker::Engine;
 use crate::printer::Printer;
-use crate::{verify, ExitStatus};
+use crate::verify::{self, spec, Component, CouldNotRun, Grafana};
+use crate::{stack, ExitStatus};
 
 /// Check that the observability works: metrics, a real flow, Prometheus,
 /// dashboards, Grafana.
 ///
 /// Checks every service's metrics against typed expectations, runs a real
-/// register/login/upload/process flow and checks each counter moved by what
-/// it did, then checks Prometheus, the dashboards and Grafana. Works on the
-/// Docker stack and on services run as processes.
+/// register/login/upload/process flow and checks each counter moved by
+/// exactly what it did, then checks Prometheus, the dashboards' queries and
+/// Grafana.
+///
+/// On the Docker stack (the default), every component the compose file
+/// declares is checked at the port its container publishes; one that does
+/// not answer fails, unless skipped with --skip. With --target (services
+/// run as processes), only the named services, and Prometheus or Grafana
+/// when their URL is given, are checked.
 ///
 /// Exit codes: 0 all passed, 1 a check failed, 2 verify could not run (a
-/// target did not answer).
+/// service did not answer its scrape, a bad spec).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Expectations file (TOML); default: the embedded verify.toml.
     #[arg(long)]
     pub spec: Option<PathBuf>,
     /// Where a service's metrics are: SERVICE=URL (repeatable), e.g.
-    /// auth=http://127.0.0.1:50051/metrics.
+    /// auth=http://127.0.0.1:50051/metrics. Only the named services are
+    /// checked.
     #[arg(long, value_parser = verify::parse_target)]
     pub target: Vec<(String, String)>,
     /// Skip the flow: only check the scrapes as they are.
@@ -31,34 +47,236 @@ pub struct Args {
     /// How long the flow waits for its task to complete.
     #[arg(long, default_value = "60s", value_parser = crate::cli::parse_duration)]
     pub flow_timeout: Duration,
-    /// Prometheus' base URL (skipped, visibly, when not reachable).
-    #[arg(long, default_value = "http://127.0.0.1:9090")]
-    pub prometheus: String,
-    /// Grafana's base URL (skipped, visibly, when not reachable).
-    #[arg(long, default_value = "http://127.0.0.1:3001")]
-    pub grafana: String,
-    /// The dashboards whose panel queries to check.
-    #[arg(long, default_value = "dashboards")]
-    pub dashboards: PathBuf,
+    /// Prometheus' base URL (default: where the stack publishes it).
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Grafana's base URL (default: where the stack publishes it).
+    #[arg(long)]
+    pub grafana: Option<String>,
+    /// Grafana's user.
+    #[arg(long, env = "GRAFANA_USER", default_value = "admin")]
+    pub grafana_user: String,
+    /// Grafana's password.
+    #[arg(long, env = "GRAFANA_PASSWORD", default_value = "admin")]
+    pub grafana_password: String,
+    /// The dashboards whose queries and provisioning to check (default:
+    /// the project's dashboards/, beside compose/, from any folder).
+    #[arg(long)]
+    pub dashboards: Option<PathBuf>,
+    /// Accept that a component is not checked (repeatable), e.g. `--skip
+    /// grafana` on a stack brought up without it. Without it, a component
+    /// of the stack that does not answer fails.
+    #[arg(long, value_enum, value_name = "COMPONENT")]
+    pub skip: Vec<Skippable>,
     /// Also write the results as JUnit XML to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
 }
 
-pub async fn run(args: Args, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let options = verify::Options {
-        spec: args.spec,
-        targets: args.target,
-        flow: !args.no_flow,
-        flow_timeout: args.flow_timeout,
-        prometheus: args.prometheus.trim_end_matches('/').to_string(),
-        grafana: args.grafana.trim_end_matches('/').to_string(),
-        dashboards: args.dashboards,
-        junit: args.junit,
+/// The components besides the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Skippable {
+    Prometheus,
+    Dashboards,
+    Grafana,
+}
+
+/// `file` (or compose/docker-compose.yml found from the current folder up,
+/// else from the binary's folder up) as a project, if there is one.
+fn project(file: Option<&Path>) -> anyhow::Result<Option<Project>> {
+    if let Some(file) = file {
+        return Ok(Some(Project::load(file)?));
+    }
+    let cwd = std::env::current_dir().ok();
+    let exe = std::env::current_exe().ok();
+    let found = [cwd, exe]
+        .into_iter()
+        .flatten()
+        .find_map(|start| crate::find_compose_file(&start));
+    Ok(match found {
+        Some(file) => Some(Project::load(&file)?),
+        None => None,
+    })
+}
+
+pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let project = project(file)?;
+    let spec_text = match &args.spec {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CouldNotRun(format!("cannot read {}: {e}", path.display())))?,
+        None => spec::EMBEDDED.to_string(),
+    };
+    let parsed = spec::Spec::parse(&spec_text)
+        .map_err(|e| CouldNotRun(format!("the spec is invalid: {e}")))?;
+    let skipped = |component: Skippable| {
+        args.skip
+            .contains(&component)
+            .then(|| format!("skipped: --skip {}", name(component)))
+    };
+    let dashboards_dir = args.dashboards.clone().or_else(|| {
+        project
+            .as_ref()
+            .map(|p| p.dir.join("..").join("dashboards"))
+    });
+    let grafana = |url: String| Grafana {
+        url: url.trim_end_matches('/').to_string(),
+        user: args.grafana_user.clone(),
+        password: args.grafana_password.clone(),
+    };
+
+    let options = if args.target.is_empty() {
+        let project = project.ok_or_else(|| {
+            CouldNotRun(
+                "no compose/docker-compose.yml here or in a parent folder: pass --file, or name the services with --target".into(),
+            )
+        })?;
+        let engine = Engine::connect().await.ok();
+        if engine.is_none() {
+            printer.status(
+                "verify: Docker is not reachable; using the ports the compose file publishes",
+            );
+        }
+        let published = Published::find(engine.as_ref(), &project).await;
+        let mut targets = BTreeMap::new();
+        for (service, s) in &parsed.services {
+            let url = reqwest::Url::parse(&s.url)
+                .map_err(|e| CouldNotRun(format!("spec url {}: {e}", s.url)))?;
+            let port = url.port_or_known_default().unwrap_or(80);
+            let host_port = published.port(&project, service, port).ok_or_else(|| {
+                CouldNotRun(format!(
+                    "{service} publishes no port for {port} in {}; run verify with --target {service}=URL",
+                    project.file.display()
+                ))
+            })?;
+            targets.insert(
+                service.clone(),
+                format!("http://127.0.0.1:{host_port}{}", url.path()),
+            );
+        }
+        let component = |service: &str, port: u16, given: &Option<String>| {
+            if let Some(url) = given {
+                return Component::Check(url.trim_end_matches('/').to_string());
+            }
+            if !project.services.contains_key(service) {
+                return Component::Absent(format!("not in the stack ({})", project.file.display()));
+            }
+            match published.port(&project, service, port) {
+                Some(p) => Component::Check(format!("http://127.0.0.1:{p}")),
+                None => Component::Absent(format!("{service} publishes no port for {port}")),
+            }
+        };
+        let prometheus = skipped(Skippable::Prometheus)
+            .map(Component::Skipped)
+            .unwrap_or_else(|| component("prometheus", 9090, &args.prometheus));
+        let grafana = skipped(Skippable::Grafana)
+            .map(Component::Skipped)
+            .unwrap_or_else(|| match component("grafana", 3001, &args.grafana) {
+                Component::Check(url) => Component::Check(grafana(url)),
+                Component::Skipped(w) => Component::Skipped(w),
+                Component::Absent(w) => Component::Absent(w),
+            });
+        let dashboards = match (skipped(Skippable::Dashboards), dashboards_dir) {
+            (Some(why), _) => Component::Skipped(why),
+            (None, Some(dir)) => Component::Check(dir),
+            (None, None) => Component::Absent("no dashboards folder".into()),
+        };
+        verify::Options {
+            spec: parsed,
+            targets,
+            flow: !args.no_flow,
+            flow_timeout: args.flow_timeout,
+            prometheus,
+            dashboards,
+            grafana,
+            junit: args.junit,
+        }
+    } else {
+        let prometheus = match (skipped(Skippable::Prometheus), &args.prometheus) {
+            (Some(why), _) => Component::Skipped(why),
+            (None, Some(url)) => Component::Check(url.trim_end_matches('/').to_string()),
+            (None, None) => not_named("--prometheus URL"),
+        };
+        let grafana = match (skipped(Skippable::Grafana), &args.grafana) {
+            (Some(why), _) => Component::Skipped(why),
+            (None, Some(url)) => Component::Check(grafana(url.clone())),
+            (None, None) => not_named("--grafana URL"),
+        };
+        // The dashboards go with Prometheus or Grafana, which use them.
+        let dashboards = match (skipped(Skippable::Dashboards), dashboards_dir) {
+            (Some(why), _) => Component::Skipped(why),
+            (None, _) if args.prometheus.is_none() && args.grafana.is_none() => {
+                not_named("--prometheus or --grafana")
+            }
+            (None, Some(dir)) => Component::Check(dir),
+            (None, None) => Component::Check(PathBuf::from("dashboards")),
+        };
+        verify::Options {
+            spec: parsed,
+            targets: args.target.into_iter().collect(),
+            flow: !args.no_flow,
+            flow_timeout: args.flow_timeout,
+            prometheus,
+            dashboards,
+            grafana,
+            junit: args.junit,
+        }
     };
     Ok(if verify::run(options, printer).await? {
         ExitStatus::Success
     } else {
         ExitStatus::Failure
     })
+}
+
+/// A component `--target` mode leaves out because it was not named.
+fn not_named<T>(flag: &str) -> Component<T> {
+    Component::Absent(format!("not named: with --target, pass {flag} to check it"))
+}
+
+fn name(component: Skippable) -> &'static str {
+    match component {
+        Skippable::Prometheus => "prometheus",
+        Skippable::Dashboards => "dashboards",
+        Skippable::Grafana => "grafana",
+    }
+}
+
+/// The host ports the project's running containers publish, by service and
+/// container port.
+struct Published(BTreeMap<(String, u16), u16>);
+
+impl Published {
+    async fn find(engine: Option<&Engine>, project: &Project) -> Self {
+        let mut ports = BTreeMap::new();
+        if let Some(engine) = engine {
+            if let Ok(containers) = stack::containers(engine, project).await {
+                for (service, found) in containers {
+                    for f in found.iter().filter(|f| f.state == "running") {
+                        for p in &f.ports {
+                            if let Some(public) = p.public_port {
+                                ports.insert((service.clone(), p.private_port), public);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Self(ports)
+    }
+
+    /// The host port for `container_port` of `service`: the running
+    /// container's, else what the compose file publishes.
+    fn port(&self, project: &Project, service: &str, container_port: u16) -> Option<u16> {
+        self.0
+            .get(&(service.to_string(), container_port))
+            .copied()
+            .or_else(|| {
+                project.services.get(service)?.ports.iter().find_map(|p| {
+                    let p = PortMapping::parse(p).ok()?;
+                    (p.container_port == container_port)
+                        .then_some(p.host_port)
+                        .flatten()
+                })
+            })
+    }
 }

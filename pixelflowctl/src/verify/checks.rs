@@ -109,16 +109,6 @@ fn family_problem(metric: &MetricSpec, family: &Family) -> Option<String> {
                 return Some(format!("{name}{} lacks label {label}", fmt_labels(series)));
             }
         }
-        for (label, allowed) in &metric.values {
-            if let Some(v) = series.labels.get(label) {
-                if !allowed.contains(v) {
-                    return Some(format!(
-                        "{name} has {label}=\"{v}\", allowed: {}",
-                        allowed.join(", ")
-                    ));
-                }
-            }
-        }
         match (&series.value, metric.kind) {
             (Value::Histogram(buckets), Kind::Histogram) => {
                 if let Some(p) = histogram_problem(name, series, buckets, family) {
@@ -145,6 +135,46 @@ fn family_problem(metric: &MetricSpec, family: &Family) -> Option<String> {
                 }
             }
             _ => {}
+        }
+    }
+    documented_values_problem(metric, family)
+}
+
+/// A family with a fixed value set exposes every documented value from
+/// start-up (a dashboard's "failures" panel must not show "no data" when
+/// there were none) and no other.
+fn documented_values_problem(metric: &MetricSpec, family: &Family) -> Option<String> {
+    let name = &metric.name;
+    for (label, allowed) in &metric.values {
+        let seen: Vec<&String> = family
+            .series
+            .iter()
+            .filter_map(|s| s.labels.get(label))
+            .collect();
+        let mut undocumented: Vec<String> = seen
+            .iter()
+            .filter(|v| !allowed.contains(v))
+            .map(|v| format!("{label}=\"{v}\""))
+            .collect();
+        undocumented.dedup();
+        let missing: Vec<String> = allowed
+            .iter()
+            .filter(|v| !seen.contains(v))
+            .map(|v| format!("{label}=\"{v}\""))
+            .collect();
+        let mut problems = Vec::new();
+        if !undocumented.is_empty() {
+            problems.push(format!("has {}", undocumented.join(", ")));
+        }
+        if !missing.is_empty() {
+            problems.push(format!("lacks {}", missing.join(", ")));
+        }
+        if !problems.is_empty() {
+            return Some(format!(
+                "{name} {}; documented: {}",
+                problems.join(" and "),
+                allowed.join(", ")
+            ));
         }
     }
     None
@@ -337,7 +367,14 @@ labels = ["method"]
         let text = GOOD.replace(r#"{status="failure"}"#, r#"{status="oops"}"#);
         assert_eq!(
             failures(&text),
-            [r#"t_logins_total has status="oops", allowed: success, failure"#]
+            [
+                r#"t_logins_total has status="oops" and lacks status="failure"; documented: success, failure"#
+            ]
+        );
+        let missing = GOOD.replace(r#"t_logins_total{status="failure"} 0"#, "");
+        assert_eq!(
+            failures(&missing),
+            [r#"t_logins_total lacks status="failure"; documented: success, failure"#]
         );
     }
 

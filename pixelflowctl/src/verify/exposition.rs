@@ -128,6 +128,38 @@ impl Exposition {
 
 /// A sample value as the text format allows it: a float, `NaN`, `+Inf`,
 /// `-Inf`.
+impl Exposition {
+    /// The sum of the series of `name` (a family, or a histogram's
+    /// `_count`) whose labels match: a value ending in `*` matches by
+    /// prefix. `None` when no series matches.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matches = |s: &&Series| {
+            labels.iter().all(|(k, v)| {
+                let have = s.labels.get(*k).map(String::as_str);
+                match v.strip_suffix('*') {
+                    Some(prefix) => have.is_some_and(|h| h.starts_with(prefix)),
+                    None => have == Some(*v),
+                }
+            })
+        };
+        let histogram_count = name.strip_suffix("_count").and_then(|base| {
+            self.families
+                .get(base)
+                .filter(|f| f.kind.as_deref() == Some("histogram"))
+        });
+        let series = match histogram_count {
+            Some(family) => &family.counts,
+            None => &self.families.get(name)?.series,
+        };
+        let values: Vec<f64> = series
+            .iter()
+            .filter(matches)
+            .filter_map(|s| scalar(&s.value))
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+}
+
 fn is_number(value: &str) -> bool {
     matches!(
         value.to_ascii_lowercase().as_str(),

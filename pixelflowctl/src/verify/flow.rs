@@ -1,8 +1,8 @@
 //! The flow: a fresh user registers, fails a login, logs in, uploads a
-//! generated image and waits for it to be processed; then every counter it
-//! touched must have moved by what it did. Deltas equal to the flow's are
-//! exact; larger ones pass as lower bounds (other traffic on the stack),
-//! and the report says which.
+//! generated image and waits for it to be processed; then every series the
+//! spec's `[[flow.deltas]]` name must have moved by exactly what the flow
+//! did (error counters by nothing), unless the spec marks a delta as a
+//! lower bound and says why; the report says which.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,7 +11,8 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::exposition::Exposition;
-use super::report::{Check, Outcome};
+use super::report::Check;
+use super::spec::{DeltaSpec, Spec};
 
 pub struct Targets {
     pub auth: String,
@@ -174,115 +175,76 @@ pub async fn run(
     Ok(Done { polls })
 }
 
-/// A delta check: `expected` exactly passes as exact, more passes as a
-/// lower bound, less fails.
-fn delta(
-    service: &str,
-    check: String,
-    before: &Exposition,
-    after: &Exposition,
-    name: &str,
-    labels: &[(&str, &str)],
-    expected: f64,
-) -> Check {
-    let moved =
-        after.value(name, labels).unwrap_or(0.0) - before.value(name, labels).unwrap_or(0.0);
-    let mut c = Check::new(
-        service,
-        check,
-        format!("+{expected}"),
-        format!("+{moved}"),
-        moved >= expected,
-    );
-    if c.outcome == Outcome::Pass {
-        c.exact = Some(moved == expected);
-    }
+/// A delta check: exact unless the spec gives a reason for a lower bound.
+fn delta(spec: &DeltaSpec, before: &Exposition, after: &Exposition, polls: u32) -> Check {
+    let labels: Vec<(&str, &str)> = spec
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let check = if shown.is_empty() {
+        format!("flow: {}", spec.series)
+    } else {
+        format!("flow: {}{{{}}}", spec.series, shown.join(","))
+    };
+    let expected = spec.expected(polls);
+    // A labelled series appears with its first event: absent is 0. That
+    // the family itself is exposed is the family checks' business.
+    let was = before.sum(&spec.series, &labels).unwrap_or(0.0);
+    let is = after.sum(&spec.series, &labels).unwrap_or(0.0);
+    let moved = is - was;
+    let mut c = match &spec.at_least {
+        None => Check::new(
+            &spec.service,
+            check,
+            format!("+{expected}"),
+            format!("+{moved}"),
+            moved == expected,
+        ),
+        Some(reason) => Check::new(
+            &spec.service,
+            check,
+            format!("at least +{expected} ({reason})"),
+            format!("+{moved}"),
+            moved >= expected,
+        ),
+    };
+    c.exact = Some(spec.at_least.is_none());
     c
 }
 
-/// (service, series, labels, how much the flow moves it).
-type Expected<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], f64);
-
 /// The delta checks over scrapes before and after the flow.
 pub fn checks(
+    spec: &Spec,
     before: &BTreeMap<String, Exposition>,
     after: &BTreeMap<String, Exposition>,
     done: &Done,
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    let polls = f64::from(done.polls);
-    let table: Vec<Expected> = vec![
-        ("auth", "auth_registrations_total", &[], 1.0),
-        ("auth", "auth_logins_total", &[("status", "failure")], 1.0),
-        ("auth", "auth_logins_total", &[("status", "success")], 1.0),
-        // api asks auth once per authenticated request: the upload and
-        // each poll.
-        (
-            "auth",
-            "auth_token_validations_total",
-            &[("status", "valid")],
-            1.0 + polls,
-        ),
-        (
-            "auth",
-            "auth_request_duration_seconds_count",
-            &[("method", "POST"), ("endpoint", "/register")],
-            1.0,
-        ),
-        (
-            "auth",
-            "auth_request_duration_seconds_count",
-            &[("method", "POST"), ("endpoint", "/login")],
-            2.0,
-        ),
-        ("api", "api_tasks_created_total", &[], 1.0),
-        ("api", "api_kafka_messages_published_total", &[], 1.0),
-        (
-            "api",
-            "api_request_duration_seconds_count",
-            &[("method", "POST"), ("endpoint", "/api/upload")],
-            1.0,
-        ),
-        (
-            "api",
-            "api_request_duration_seconds_count",
-            &[("method", "GET"), ("endpoint", "/api/tasks/{id}")],
-            polls,
-        ),
-        (
-            "worker",
-            "worker_tasks_processed_total",
-            &[("status", "success")],
-            1.0,
-        ),
-        ("worker", "worker_kafka_messages_consumed_total", &[], 1.0),
-    ];
-    for (service, name, labels, expected) in table {
-        let (Some(b), Some(a)) = (before.get(service), after.get(service)) else {
-            out.push(Check::skip(
-                service,
-                format!("flow: {name}"),
+    for d in &spec.flow.deltas {
+        match (before.get(&d.service), after.get(&d.service)) {
+            (Some(b), Some(a)) => out.push(delta(d, b, a, done.polls)),
+            _ => out.push(Check::new(
+                &d.service,
+                format!("flow: {}", d.series),
+                "a scrape before and after the flow",
                 "no scrape of this service",
-            ));
-            continue;
-        };
-        let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        let check = if shown.is_empty() {
-            format!("flow: {name}")
-        } else {
-            format!("flow: {name}{{{}}}", shown.join(","))
-        };
-        out.push(delta(service, check, b, a, name, labels, expected));
+                false,
+            )),
+        }
     }
     if let Some(a) = after.get("worker") {
         let active = a.value("worker_active_processing_tasks", &[]);
-        out.push(Check::new(
+        let mut idle = Check::new(
             "worker",
             "flow: worker_active_processing_tasks back to 0",
             "0",
             active.map_or("missing".into(), |v| v.to_string()),
             active == Some(0.0),
-        ));
+        );
+        idle.exact = Some(true);
+        out.push(idle);
     }
     out
 }
@@ -291,44 +253,60 @@ pub fn checks(
 mod tests {
     use super::*;
 
-    fn exposition(registrations: u32) -> Exposition {
-        Exposition::parse(&format!("# HELP auth_registrations_total R.\n# TYPE auth_registrations_total counter\nauth_registrations_total {registrations}\n"))
+    use crate::verify::report::Outcome;
+
+    fn exposition(registrations: u32, errors: u32) -> Exposition {
+        Exposition::parse(&format!("# HELP r_total R.\n# TYPE r_total counter\nr_total {registrations}\n# HELP e_total E.\n# TYPE e_total counter\ne_total{{status=\"500\"}} {errors}\ne_total{{status=\"503\"}} 1\ne_total{{status=\"200\"}} 7\n"))
+    }
+
+    fn spec(
+        series: &str,
+        labels: &[(&str, &str)],
+        count: f64,
+        at_least: Option<&str>,
+    ) -> DeltaSpec {
+        DeltaSpec {
+            service: "auth".into(),
+            series: series.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            count,
+            per_poll: 0.0,
+            at_least: at_least.map(str::to_string),
+        }
     }
 
     #[test]
-    fn equal_deltas_are_exact_larger_ones_lower_bounds_smaller_ones_failures() {
-        let before = exposition(5);
-        let exact = delta(
-            "auth",
-            "r".into(),
-            &before,
-            &exposition(6),
-            "auth_registrations_total",
-            &[],
-            1.0,
-        );
-        assert_eq!((exact.outcome, exact.exact), (Outcome::Pass, Some(true)));
-        let more = delta(
-            "auth",
-            "r".into(),
-            &before,
-            &exposition(8),
-            "auth_registrations_total",
-            &[],
-            1.0,
-        );
-        assert_eq!((more.outcome, more.exact), (Outcome::Pass, Some(false)));
-        let less = delta(
-            "auth",
-            "r".into(),
-            &before,
-            &exposition(5),
-            "auth_registrations_total",
-            &[],
-            1.0,
-        );
-        assert_eq!(less.outcome, Outcome::Fail);
-        assert_eq!((less.expected.as_str(), less.actual.as_str()), ("+1", "+0"));
+    fn a_delta_passes_only_when_exact() {
+        let exact = spec("r_total", &[], 1.0, None);
+        let before = exposition(5, 0);
+        let c = delta(&exact, &before, &exposition(6, 0), 0);
+        assert_eq!((c.outcome, c.exact), (Outcome::Pass, Some(true)));
+        // A counter that counts every event twice.
+        let c = delta(&exact, &before, &exposition(7, 0), 0);
+        assert_eq!(c.outcome, Outcome::Fail);
+        assert_eq!((c.expected.as_str(), c.actual.as_str()), ("+1", "+2"));
+        let c = delta(&exact, &before, &exposition(5, 0), 0);
+        assert_eq!(c.outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn a_lower_bound_says_so_and_why() {
+        let bound = spec("r_total", &[], 1.0, Some("other clients"));
+        let c = delta(&bound, &exposition(5, 0), &exposition(8, 0), 0);
+        assert_eq!((c.outcome, c.exact), (Outcome::Pass, Some(false)));
+        assert_eq!(c.expected, "at least +1 (other clients)");
+    }
+
+    #[test]
+    fn an_error_counter_that_moves_fails_summed_over_a_prefix() {
+        let none = spec("e_total", &[("status", "5*")], 0.0, None);
+        let c = delta(&none, &exposition(5, 0), &exposition(5, 0), 0);
+        assert_eq!(c.outcome, Outcome::Pass);
+        let c = delta(&none, &exposition(5, 0), &exposition(5, 2), 0);
+        assert_eq!((c.outcome, c.actual.as_str()), (Outcome::Fail, "+2"));
     }
 
     #[test]
