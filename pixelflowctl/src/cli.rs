@@ -41,6 +41,7 @@ pub enum Command {
     Logs(commands::logs::Args),
     Restart(commands::restart::Args),
     Verify(commands::verify::Args),
+    Metrics(commands::metrics::Args),
     Down(commands::down::Args),
 }
 

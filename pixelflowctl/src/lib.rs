@@ -71,6 +71,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Verify(args) => {
             return commands::verify::run(args, cli.file.as_deref(), &printer).await
         }
+        Command::Metrics(args) => {
+            return commands::metrics::run(args, cli.file.as_deref(), &printer).await
+        }
         other => other,
     };
     let file = match cli.file {
@@ -96,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Ps(args) => &args.services,
         Command::Logs(args) => &args.services,
         Command::Restart(args) => &args.services,
-        Command::Down(_) | Command::Verify(_) => &[],
+        Command::Down(_) | Command::Verify(_) | Command::Metrics(_) => &[],
     };
     project.select(named)?;
     let engine = docker::Engine::connect().await?;
@@ -108,6 +111,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Restart(args) => commands::restart::run(&engine, &project, args, &printer).await,
         Command::Down(args) => commands::down::run(&engine, &project, args, &printer).await,
         // Returned above, before the compose file and Docker.
-        Command::Verify(_) => Ok(ExitStatus::Success),
+        Command::Verify(_) | Command::Metrics(_) => Ok(ExitStatus::Success),
     }
 }

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod down;
 pub mod logs;
+pub mod metrics;
 pub mod ps;
 pub mod restart;
 pub mod up;

@@ -83,7 +83,7 @@ pub enum Skippable {
 
 /// `file` (or compose/docker-compose.yml found from the current folder up,
 /// else from the binary's folder up) as a project, if there is one.
-fn project(file: Option<&Path>) -> anyhow::Result<Option<Project>> {
+pub(crate) fn project(file: Option<&Path>) -> anyhow::Result<Option<Project>> {
     if let Some(file) = file {
         return Ok(Some(Project::load(file)?));
     }
@@ -118,6 +118,12 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             .as_ref()
             .map(|p| p.dir.join("..").join("dashboards"))
     });
+    // What the project's Prometheus configuration promises; without a
+    // project, what README promises (a 15 s scrape interval).
+    let promised = match &project {
+        Some(p) => verify::Promised::from_dir(&p.dir.join("prometheus")).map_err(CouldNotRun)?,
+        None => verify::Promised::default(),
+    };
     let grafana = |url: String| Grafana {
         url: url.trim_end_matches('/').to_string(),
         user: args.grafana_user.clone(),
@@ -137,22 +143,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             );
         }
         let published = Published::find(engine.as_ref(), &project).await;
-        let mut targets = BTreeMap::new();
-        for (service, s) in &parsed.services {
-            let url = reqwest::Url::parse(&s.url)
-                .map_err(|e| CouldNotRun(format!("spec url {}: {e}", s.url)))?;
-            let port = url.port_or_known_default().unwrap_or(80);
-            let host_port = published.port(&project, service, port).ok_or_else(|| {
-                CouldNotRun(format!(
-                    "{service} publishes no port for {port} in {}; run verify with --target {service}=URL",
-                    project.file.display()
-                ))
-            })?;
-            targets.insert(
-                service.clone(),
-                format!("http://127.0.0.1:{host_port}{}", url.path()),
-            );
-        }
+        let targets = published.targets(&project, &parsed)?;
         let component = |service: &str, port: u16, given: &Option<String>| {
             if let Some(url) = given {
                 return Component::Check(url.trim_end_matches('/').to_string());
@@ -186,6 +177,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             flow: !args.no_flow,
             flow_timeout: args.flow_timeout,
             prometheus,
+            promised,
             dashboards,
             grafana,
             junit: args.junit,
@@ -216,6 +208,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             flow: !args.no_flow,
             flow_timeout: args.flow_timeout,
             prometheus,
+            promised,
             dashboards,
             grafana,
             junit: args.junit,
@@ -243,10 +236,36 @@ fn name(component: Skippable) -> &'static str {
 
 /// The host ports the project's running containers publish, by service and
 /// container port.
-struct Published(BTreeMap<(String, u16), u16>);
+pub(crate) struct Published(BTreeMap<(String, u16), u16>);
 
 impl Published {
-    async fn find(engine: Option<&Engine>, project: &Project) -> Self {
+    /// Each spec service's metrics URL on the stack: the spec's port is the
+    /// container's, its path the scrape path.
+    pub(crate) fn targets(
+        &self,
+        project: &Project,
+        spec: &spec::Spec,
+    ) -> Result<BTreeMap<String, String>, CouldNotRun> {
+        let mut targets = BTreeMap::new();
+        for (service, s) in &spec.services {
+            let url = reqwest::Url::parse(&s.url)
+                .map_err(|e| CouldNotRun(format!("spec url {}: {e}", s.url)))?;
+            let port = url.port_or_known_default().unwrap_or(80);
+            let host_port = self.port(project, service, port).ok_or_else(|| {
+                CouldNotRun(format!(
+                    "{service} publishes no port for {port} in {}; name its URL with --target {service}=URL",
+                    project.file.display()
+                ))
+            })?;
+            targets.insert(
+                service.clone(),
+                format!("http://127.0.0.1:{host_port}{}", url.path()),
+            );
+        }
+        Ok(targets)
+    }
+
+    pub(crate) async fn find(engine: Option<&Engine>, project: &Project) -> Self {
         let mut ports = BTreeMap::new();
         if let Some(engine) = engine {
             if let Ok(containers) = stack::containers(engine, project).await {

@@ -18,7 +18,10 @@ pub struct Dashboard {
     pub panels: usize,
 }
 
-fn read(dir: &Path) -> Result<Vec<(String, Result<Value, String>)>, String> {
+/// A dashboard file's name and its JSON (or why it is unreadable).
+type File = (String, Result<Value, String>);
+
+fn read(dir: &Path) -> Result<Vec<File>, String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     let mut files: Vec<_> = entries
@@ -90,7 +93,22 @@ fn panel_queries(dir: &Path) -> Result<Vec<(String, String, String)>, String> {
     Ok(out)
 }
 
-pub async fn checks(http: &reqwest::Client, prometheus: &str, dir: &Path) -> Vec<Check> {
+/// Whether every value of a query's result is NaN (a quantile or a ratio
+/// of rates that are all zero): such a panel draws nothing.
+fn only_nan(result: &[Value]) -> bool {
+    !result.is_empty() && result.iter().all(|series| series["value"][1] == "NaN")
+}
+
+/// Runs every panel's query. After the flow (`flow_ran`), each must return
+/// numbers: Prometheus is given until its next scrapes (rates need two
+/// samples that differ) to see the flow. Without the flow, an idle stack's
+/// NaN is what it should show, and is said so.
+pub async fn checks(
+    http: &reqwest::Client,
+    prometheus: &str,
+    dir: &Path,
+    flow_ran: bool,
+) -> Vec<Check> {
     let queries = match panel_queries(dir) {
         Ok(q) => q,
         Err(e) => {
@@ -132,7 +150,9 @@ pub async fn checks(http: &reqwest::Client, prometheus: &str, dir: &Path) -> Vec
         }
         let result = loop {
             match query(http, prometheus, &expr).await {
-                Ok(r) if r.is_empty() && started.elapsed() < wait => {
+                Ok(r)
+                    if (r.is_empty() || (flow_ran && only_nan(&r))) && started.elapsed() < wait =>
+                {
                     tokio::time::sleep(Duration::from_secs(1)).await
                 }
                 other => break other,
@@ -145,6 +165,25 @@ pub async fn checks(http: &reqwest::Client, prometheus: &str, dir: &Path) -> Vec
                 "data",
                 format!("no data for {expr} after waiting {wait:?}"),
                 false,
+            ),
+            // A panel whose every value is NaN (a ratio of zero rates)
+            // draws nothing, as one with no data does.
+            Ok(r) if only_nan(&r) && flow_ran => Check::new(
+                COMPONENT,
+                check,
+                "data",
+                format!("only NaN from {expr} after waiting {wait:?}"),
+                false,
+            ),
+            Ok(r) if only_nan(&r) => Check::new(
+                COMPONENT,
+                check,
+                "data",
+                format!(
+                    "{} series, NaN: no traffic in the window (--no-flow)",
+                    r.len()
+                ),
+                true,
             ),
             Ok(r) => Check::new(
                 COMPONENT,

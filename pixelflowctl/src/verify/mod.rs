@@ -14,6 +14,7 @@ mod report;
 pub mod spec;
 
 pub use grafana::Grafana;
+pub use prometheus::Promised;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub struct Options {
     pub flow: bool,
     pub flow_timeout: Duration,
     pub prometheus: Component<String>,
+    /// What the project's Prometheus configuration promises.
+    pub promised: prometheus::Promised,
     pub dashboards: Component<PathBuf>,
     pub grafana: Component<Grafana>,
     pub junit: Option<PathBuf>,
@@ -82,6 +85,75 @@ async fn scrape_all(
             .await
             .map_err(|e| CouldNotRun(format!("cannot scrape {service} at {url}: {e}")))?;
         out.insert(service.clone(), Exposition::parse(&text));
+    }
+    Ok(out)
+}
+
+/// One series and its current value, for `pixelflowctl metrics`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SeriesValue {
+    pub service: String,
+    pub series: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: f64,
+}
+
+/// Every series of every service whose text (name and labels) contains
+/// `pattern`; histograms as their `_count` and `_sum`.
+pub async fn series(
+    urls: &BTreeMap<String, String>,
+    pattern: Option<&str>,
+) -> Result<Vec<SeriesValue>, CouldNotRun> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| CouldNotRun(e.to_string()))?;
+    let scrapes = scrape_all(&http, urls).await?;
+    let mut out = Vec::new();
+    for (service, exposition) in scrapes {
+        for (name, family) in &exposition.families {
+            let kind = family.kind.clone().unwrap_or_else(|| "untyped".into());
+            let named = |suffix: &str, series: &exposition::Series| {
+                let labels: Vec<String> = series
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect();
+                if labels.is_empty() {
+                    format!("{name}{suffix}")
+                } else {
+                    format!("{name}{suffix}{{{}}}", labels.join(","))
+                }
+            };
+            let all = family
+                .series
+                .iter()
+                .map(|s| (named("", s), exposition::scalar(&s.value)))
+                .chain(
+                    family
+                        .counts
+                        .iter()
+                        .map(|s| (named("_count", s), exposition::scalar(&s.value))),
+                )
+                .chain(
+                    family
+                        .sums
+                        .iter()
+                        .map(|s| (named("_sum", s), exposition::scalar(&s.value))),
+                );
+            for (text, value) in all {
+                let (Some(value), true) = (value, pattern.is_none_or(|p| text.contains(p))) else {
+                    continue;
+                };
+                out.push(SeriesValue {
+                    service: service.clone(),
+                    series: text,
+                    kind: kind.clone(),
+                    value,
+                });
+            }
+        }
     }
     Ok(out)
 }
@@ -170,14 +242,14 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
     match &options.prometheus {
         Component::Check(url) => {
             bar.set_message("asking Prometheus");
-            checks.extend(prometheus::checks(&http, url, spec).await);
+            checks.extend(prometheus::checks(&http, url, spec, &options.promised).await);
         }
         other => checks.extend(other.rows("prometheus")),
     }
     match (&options.dashboards, &options.prometheus) {
         (Component::Check(dir), Component::Check(url)) => {
             bar.set_message("running the dashboards' queries");
-            checks.extend(dashboards::checks(&http, url, dir).await);
+            checks.extend(dashboards::checks(&http, url, dir, options.flow).await);
         }
         (Component::Check(_), _) => checks.push(Check::skip(
             "dashboards",

@@ -10,6 +10,56 @@ use super::spec;
 
 const COMPONENT: &str = "prometheus";
 
+/// What the project's Prometheus configuration promises, checked against
+/// the running Prometheus.
+#[derive(Debug, Clone)]
+pub struct Promised {
+    /// `global.scrape_interval` (README promises 15 s).
+    pub scrape_interval: String,
+    /// The rule groups of `alerts.yml`.
+    pub rule_groups: Vec<String>,
+    /// Whether the configuration sends alerts to an Alertmanager.
+    pub alertmanager: bool,
+}
+
+impl Default for Promised {
+    fn default() -> Self {
+        Self {
+            scrape_interval: "15s".into(),
+            rule_groups: Vec::new(),
+            alertmanager: false,
+        }
+    }
+}
+
+impl Promised {
+    /// From `prometheus.yml` and `alerts.yml` in `dir` (the project's
+    /// compose/prometheus).
+    pub fn from_dir(dir: &std::path::Path) -> Result<Self, String> {
+        let read = |name: &str| -> Result<serde_yaml::Value, String> {
+            let path = dir.join(name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let config = read("prometheus.yml")?;
+        let alerts = read("alerts.yml")?;
+        Ok(Self {
+            scrape_interval: config["global"]["scrape_interval"]
+                .as_str()
+                .unwrap_or("1m")
+                .to_string(),
+            rule_groups: alerts["groups"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g["name"].as_str().map(str::to_string))
+                .collect(),
+            alertmanager: !config["alerting"]["alertmanagers"].is_null(),
+        })
+    }
+}
+
 /// GET `url` as JSON; an error names the status and the body.
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
     let response = http.get(url).send().await.map_err(|e| e.to_string())?;
@@ -40,7 +90,12 @@ pub async fn query(
         .unwrap_or_default())
 }
 
-pub async fn checks(http: &reqwest::Client, prometheus: &str, spec: &spec::Spec) -> Vec<Check> {
+pub async fn checks(
+    http: &reqwest::Client,
+    prometheus: &str,
+    spec: &spec::Spec,
+    promised: &Promised,
+) -> Vec<Check> {
     // A target is "unknown" until its first scrape, and a family appears by
     // the next scrape: wait at most one interval (15 s) plus a margin.
     let wait = Duration::from_secs(20);
@@ -94,6 +149,7 @@ pub async fn checks(http: &reqwest::Client, prometheus: &str, spec: &spec::Spec)
             health == "up",
         ));
     }
+    out.extend(configuration_checks(http, prometheus, promised).await);
     for metric in spec.services.values().flat_map(|s| &s.metrics) {
         let series = if metric.kind == spec::Kind::Histogram {
             format!("{}_count", metric.name)
@@ -116,6 +172,77 @@ pub async fn checks(http: &reqwest::Client, prometheus: &str, spec: &spec::Spec)
             "present",
             found.clone().err().unwrap_or_else(|| "present".into()),
             found.is_ok(),
+        ));
+    }
+    out
+}
+
+/// The scrape interval, the rule groups and the Alertmanager, as promised.
+async fn configuration_checks(
+    http: &reqwest::Client,
+    prometheus: &str,
+    promised: &Promised,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let interval = get_json(http, &format!("{prometheus}/api/v1/status/config"))
+        .await
+        .and_then(|body| {
+            let yaml = body["data"]["yaml"].as_str().unwrap_or_default();
+            let config: serde_yaml::Value =
+                serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+            Ok(config["global"]["scrape_interval"]
+                .as_str()
+                .unwrap_or("unset")
+                .to_string())
+        });
+    out.push(Check::new(
+        COMPONENT,
+        "scrape interval",
+        &promised.scrape_interval,
+        interval.clone().unwrap_or_else(|e| e),
+        interval.as_deref() == Ok(promised.scrape_interval.as_str()),
+    ));
+    let groups: Result<Vec<String>, String> = get_json(http, &format!("{prometheus}/api/v1/rules"))
+        .await
+        .map(|body| {
+            body["data"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g["name"].as_str().map(str::to_string))
+                .collect()
+        });
+    for group in &promised.rule_groups {
+        let loaded = groups.as_ref().is_ok_and(|g| g.contains(group));
+        out.push(Check::new(
+            COMPONENT,
+            format!("rule group {group} loaded"),
+            "loaded",
+            match &groups {
+                Ok(g) if loaded => format!("loaded ({} groups)", g.len()),
+                Ok(g) => format!("not loaded; loaded: {}", g.join(", ")),
+                Err(e) => e.clone(),
+            },
+            loaded,
+        ));
+    }
+    if promised.alertmanager {
+        let active = get_json(http, &format!("{prometheus}/api/v1/alertmanagers"))
+            .await
+            .map(|body| {
+                body["data"]["activeAlertmanagers"]
+                    .as_array()
+                    .map_or(0, Vec::len)
+            });
+        out.push(Check::new(
+            COMPONENT,
+            "Alertmanager discovered",
+            "at least one active",
+            match &active {
+                Ok(n) => format!("{n} active"),
+                Err(e) => e.clone(),
+            },
+            matches!(active, Ok(n) if n > 0),
         ));
     }
     out
