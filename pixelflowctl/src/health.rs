@@ -78,6 +78,21 @@ pub async fn observe(engine: &Engine, container: &str) -> anyhow::Result<Observe
     })
 }
 
+/// The exit code of a crash-looping container's next crash: the engine
+/// resets the code when it restarts the container, so it is read while the
+/// container is down again (a few seconds at most in a crash loop).
+async fn crash_exit_code(engine: &Engine, container: &str) -> Option<i64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match observe(engine, container).await {
+            Ok(o) if o.state.status != "running" => return o.last_exit,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 /// Restarts by the restart policy that make a crash loop: one crash can be
 /// a hiccup, two in a row are not.
 const CRASH_LOOP_RESTARTS: i64 = 2;
@@ -94,7 +109,8 @@ pub enum NotHealthy {
     CrashLoop {
         service: String,
         restarts: i64,
-        code: i64,
+        /// The last crash's exit code, or "unknown".
+        code: String,
         logs: String,
     },
     #[error("{service} is unhealthy; last health probe: {probe}\n--- last log lines ---\n{logs}")]
@@ -209,11 +225,16 @@ pub async fn wait(
         let crashing = restarts >= CRASH_LOOP_RESTARTS
             || (restarts >= 1 && (state.health == "unhealthy" || state.status == "restarting"));
         if crashing {
+            let code = if state.status == "running" {
+                crash_exit_code(engine, container).await
+            } else {
+                last_exit
+            };
             let logs = tail(engine, container, 20).await;
             return Err(NotHealthy::CrashLoop {
                 service: service.into(),
                 restarts,
-                code: last_exit.unwrap_or_default(),
+                code: code.map_or_else(|| "unknown".into(), |c| c.to_string()),
                 logs,
             }
             .into());
