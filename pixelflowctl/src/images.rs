@@ -36,6 +36,35 @@ pub enum Source {
     Host,
 }
 
+/// Where the services' own images come from, on the command line of `up`
+/// and `build`.
+#[derive(Debug, clap::Args)]
+pub struct SourceArgs {
+    /// Where the services' own images come from: built by the engine from
+    /// their Dockerfile, or packaged from binaries built on the host.
+    #[arg(
+        long,
+        value_enum,
+        env = "PIXELFLOW_IMAGES",
+        default_value = "dockerfile"
+    )]
+    pub images: Source,
+    /// With --images host: the cargo profile whose binaries to package
+    /// (target/<profile>/).
+    #[arg(long, env = "PIXELFLOW_PROFILE", default_value = "debug")]
+    pub profile: String,
+}
+
+impl SourceArgs {
+    pub fn options(&self, rebuild: bool) -> Options {
+        Options {
+            source: self.images,
+            rebuild,
+            profile: self.profile.clone(),
+        }
+    }
+}
+
 pub struct Options {
     pub source: Source,
     /// Build the services' images even when their digest is unchanged (the

@@ -10,6 +10,9 @@ use std::process::Output;
 
 use tokio::process::Command;
 
+mod support;
+use support::{docker, exists};
+
 const BASE: &str = "pixelflow-standin/base:bookworm";
 
 /// A compose file in a folder of its own, and the project it runs as.
@@ -82,36 +85,8 @@ impl Drop for Project {
             down.env("COMPOSE_PROJECT_NAME", name);
         }
         let _ = down.output();
-        for (kind, name) in &self.extra {
-            let _ = std::process::Command::new("docker")
-                .args([kind, "rm", "-f", name])
-                .output();
-        }
+        support::remove_all(&self.extra);
     }
-}
-
-async fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("docker CLI");
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-async fn exists(kind: &str, name: &str) -> bool {
-    Command::new("docker")
-        .args([kind, "inspect", name])
-        .output()
-        .await
-        .expect("docker CLI")
-        .status
-        .success()
 }
 
 fn sleeper(extra: &str) -> String {

@@ -22,6 +22,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+mod support;
+use support::docker;
+
 const SERVICES: [&str; 7] = [
     "postgres",
     "kafka",
@@ -138,26 +141,8 @@ impl Drop for Stack {
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .env("COMPOSE_PROJECT_NAME", &self.project)
             .output();
-        for (kind, name) in &self.bystanders {
-            let _ = std::process::Command::new("docker")
-                .args([kind, "rm", "-f", name])
-                .output();
-        }
+        support::remove_all(&self.bystanders);
     }
-}
-
-async fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("docker CLI");
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// A client of the stack's api as a user: registered, logged in.

@@ -17,19 +17,8 @@ pub struct Args {
     /// Services whose images to build (default: every service with a
     /// `build:` section).
     pub services: Vec<String>,
-    /// Where the images come from: built by the engine from the service's
-    /// Dockerfile, or packaged from binaries built on the host.
-    #[arg(
-        long,
-        value_enum,
-        env = "PIXELFLOW_IMAGES",
-        default_value = "dockerfile"
-    )]
-    pub images: images::Source,
-    /// With --images host: the cargo profile whose binaries to package
-    /// (target/<profile>/).
-    #[arg(long, env = "PIXELFLOW_PROFILE", default_value = "debug")]
-    pub profile: String,
+    #[command(flatten)]
+    pub source: images::SourceArgs,
 }
 
 pub async fn run(
@@ -49,11 +38,7 @@ pub async fn run(
             buildable
         })
         .collect();
-    let options = images::Options {
-        source: args.images,
-        rebuild: true,
-        profile: args.profile.clone(),
-    };
+    let options = args.source.options(true);
     images::ensure(engine, project, &services, &options, printer).await?;
     Ok(ExitStatus::Success)
 }

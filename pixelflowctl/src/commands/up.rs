@@ -40,24 +40,13 @@ pub struct Args {
     /// pulls do not count).
     #[arg(long, default_value = "180s", value_parser = crate::cli::parse_duration)]
     pub timeout: Duration,
-    /// Where the services' own images come from: built by the engine from
-    /// services/Dockerfile, or packaged from binaries built on the host.
-    #[arg(
-        long,
-        value_enum,
-        env = "PIXELFLOW_IMAGES",
-        default_value = "dockerfile"
-    )]
-    pub images: images::Source,
+    #[command(flatten)]
+    pub source: images::SourceArgs,
     /// Build the services' images even when what they are built from has
     /// not changed (without it, an edited source is rebuilt and an
     /// unchanged one is not).
     #[arg(long)]
     pub build: bool,
-    /// With --images host: the cargo profile whose binaries to package
-    /// (target/<profile>/).
-    #[arg(long, env = "PIXELFLOW_PROFILE", default_value = "debug")]
-    pub profile: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,11 +86,7 @@ pub async fn run(
     for warning in project.ignored(&wanted) {
         printer.status(format!("warning: {warning}"));
     }
-    let options = images::Options {
-        source: args.images,
-        rebuild: args.build,
-        profile: args.profile.clone(),
-    };
+    let options = args.source.options(args.build);
     let ids = images::ensure(engine, project, &wanted, &options, printer).await?;
 
     for network in &project.networks {

@@ -130,7 +130,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         password: args.grafana_password.clone(),
     };
 
-    let options = if args.target.is_empty() {
+    let (targets, prometheus, dashboards, grafana) = if args.target.is_empty() {
         let project = project.ok_or_else(|| {
             CouldNotRun(
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or name the services with --target".into(),
@@ -171,17 +171,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             (None, Some(dir)) => Component::Check(dir),
             (None, None) => Component::Absent("no dashboards folder".into()),
         };
-        verify::Options {
-            spec: parsed,
-            targets,
-            flow: !args.no_flow,
-            flow_timeout: args.flow_timeout,
-            prometheus,
-            promised,
-            dashboards,
-            grafana,
-            junit: args.junit,
-        }
+        (targets, prometheus, dashboards, grafana)
     } else {
         let prometheus = match (skipped(Skippable::Prometheus), &args.prometheus) {
             (Some(why), _) => Component::Skipped(why),
@@ -202,17 +192,19 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             (None, Some(dir)) => Component::Check(dir),
             (None, None) => Component::Check(PathBuf::from("dashboards")),
         };
-        verify::Options {
-            spec: parsed,
-            targets: args.target.into_iter().collect(),
-            flow: !args.no_flow,
-            flow_timeout: args.flow_timeout,
-            prometheus,
-            promised,
-            dashboards,
-            grafana,
-            junit: args.junit,
-        }
+        let targets = args.target.iter().cloned().collect();
+        (targets, prometheus, dashboards, grafana)
+    };
+    let options = verify::Options {
+        spec: parsed,
+        targets,
+        flow: !args.no_flow,
+        flow_timeout: args.flow_timeout,
+        prometheus,
+        promised,
+        dashboards,
+        grafana,
+        junit: args.junit,
     };
     Ok(if verify::run(options, printer).await? {
         ExitStatus::Success
