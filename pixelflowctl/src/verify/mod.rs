@@ -75,18 +75,19 @@ pub fn parse_target(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("--target {text:?}: expected SERVICE=http://host:port/metrics"))
 }
 
+/// Scrapes every service at once.
 async fn scrape_all(
     http: &reqwest::Client,
     urls: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Exposition>, CouldNotRun> {
-    let mut out = BTreeMap::new();
-    for (service, url) in urls {
+    let scrapes = futures::future::join_all(urls.iter().map(|(service, url)| async move {
         let text = async { http.get(url).send().await?.error_for_status()?.text().await }
             .await
             .map_err(|e| CouldNotRun(format!("cannot scrape {service} at {url}: {e}")))?;
-        out.insert(service.clone(), Exposition::parse(&text));
-    }
-    Ok(out)
+        Ok::<_, CouldNotRun>((service.clone(), Exposition::parse(&text)))
+    }))
+    .await;
+    scrapes.into_iter().collect()
 }
 
 /// One series and its current value, for `pixelflowctl metrics`.
