@@ -100,7 +100,14 @@ pub(crate) fn project(file: Option<&Path>) -> anyhow::Result<Option<Project>> {
 }
 
 pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let project = project(file)?;
+    // The compose file describes the stack; with --target it is read only
+    // for what a named Prometheus or Grafana is checked against (the
+    // dashboards, the Prometheus configuration): scrape-only runs skip it.
+    let project = if args.target.is_empty() || args.prometheus.is_some() || args.grafana.is_some() {
+        project(file)?
+    } else {
+        None
+    };
     let spec_text = match &args.spec {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| CouldNotRun(format!("cannot read {}: {e}", path.display())))?,
@@ -118,12 +125,6 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             .as_ref()
             .map(|p| p.dir.join("..").join("dashboards"))
     });
-    // What the project's Prometheus configuration promises; without a
-    // project, what README promises (a 15 s scrape interval).
-    let promised = match &project {
-        Some(p) => verify::Promised::from_dir(&p.dir.join("prometheus")).map_err(CouldNotRun)?,
-        None => verify::Promised::default(),
-    };
     let grafana = |url: String| Grafana {
         url: url.trim_end_matches('/').to_string(),
         user: args.grafana_user.clone(),
@@ -131,7 +132,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
     };
 
     let (targets, prometheus, dashboards, grafana) = if args.target.is_empty() {
-        let project = project.ok_or_else(|| {
+        let project = project.as_ref().ok_or_else(|| {
             CouldNotRun(
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or name the services with --target".into(),
             )
@@ -142,8 +143,8 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
                 "verify: Docker is not reachable; using the ports the compose file publishes",
             );
         }
-        let published = Published::find(engine.as_ref(), &project).await;
-        let targets = published.targets(&project, &parsed)?;
+        let published = Published::find(engine.as_ref(), project).await;
+        let targets = published.targets(project, &parsed)?;
         let component = |service: &str, port: u16, given: &Option<String>| {
             if let Some(url) = given {
                 return Component::Check(url.trim_end_matches('/').to_string());
@@ -151,7 +152,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             if !project.services.contains_key(service) {
                 return Component::Absent(format!("not in the stack ({})", project.file.display()));
             }
-            match published.port(&project, service, port) {
+            match published.port(project, service, port) {
                 Some(p) => Component::Check(format!("http://127.0.0.1:{p}")),
                 None => Component::Absent(format!("{service} publishes no port for {port}")),
             }
@@ -194,6 +195,15 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         };
         let targets = args.target.iter().cloned().collect();
         (targets, prometheus, dashboards, grafana)
+    };
+    // What the project's Prometheus configuration promises (read only when
+    // Prometheus is checked); without a project, what README promises (a
+    // 15 s scrape interval).
+    let promised = match (&prometheus, &project) {
+        (Component::Check(_), Some(p)) => {
+            verify::Promised::from_dir(&p.dir.join("prometheus")).map_err(CouldNotRun)?
+        }
+        _ => verify::Promised::default(),
     };
     let options = verify::Options {
         spec: parsed,
