@@ -33,7 +33,7 @@ use crate::{stack, ExitStatus};
 /// service did not answer its scrape, a bad spec).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Expectations file (TOML); default: the embedded verify.toml.
+    /// Expectations file (TOML); default: the embedded pixelflowctl/verify-core/verify.toml.
     #[arg(long)]
     pub spec: Option<PathBuf>,
     /// Where a service's metrics are: SERVICE=URL (repeatable), e.g.

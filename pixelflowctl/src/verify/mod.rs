@@ -4,14 +4,14 @@
 //! component that is part of the run and does not answer fails; only the
 //! user can skip one.
 
-mod checks;
 mod dashboards;
-mod exposition;
-mod flow;
 mod grafana;
 mod prometheus;
-mod report;
-pub mod spec;
+
+// The service checks, the flow and the report are pixelflow-verify's, shared
+// with the services' own tests and the end-to-end tests.
+pub use pixelflow_verify::spec;
+use pixelflow_verify::{checks, exposition, flow, report};
 
 pub use grafana::Grafana;
 pub use prometheus::Promised;

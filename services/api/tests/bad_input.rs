@@ -264,5 +264,5 @@ async fn every_bad_request_is_a_json_4xx_and_leaves_nothing_behind() {
         "a bad request caused a 5xx:\n{}",
         metrics.text
     );
-    assert_eq!(metrics.value("api_tasks_created_total", &[]), 0.0);
+    assert_eq!(metrics.value_or_zero("api_tasks_created_total", &[]), 0.0);
 }

@@ -157,7 +157,7 @@ async fn every_bad_request_is_a_json_4xx_and_leaves_nothing_behind() {
         .expect("the users table is intact");
     assert_eq!(users, 0, "a rejected request stored a user");
 
-    let metrics = pixelflow_testkit::Metrics::scrape(&format!("{base}/metrics")).await;
+    let metrics = pixelflow_testkit::scrape(&format!("{base}/metrics")).await;
     assert!(
         !metrics.text.contains("status=\"5"),
         "a bad request caused a 5xx:\n{}",

@@ -3,7 +3,7 @@
 
 mod support;
 
-use pixelflow_testkit::Metrics;
+use pixelflow_testkit::Exposition;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{spawn_auth, TestAuth, SECRET};
@@ -31,8 +31,8 @@ impl TestAuth {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn metrics(&self) -> Metrics {
-        Metrics::scrape(&format!("{}/metrics", self.base)).await
+    async fn metrics(&self) -> Exposition {
+        pixelflow_testkit::scrape(&format!("{}/metrics", self.base)).await
     }
 
     async fn register(&self, email: &str, password: &str) -> String {
@@ -148,11 +148,11 @@ async fn missing_malformed_forged_and_expired_tokens_are_401() {
     }
     let metrics = auth.metrics().await;
     assert_eq!(
-        metrics.value("auth_token_validations_total", &[("status", "invalid")]),
+        metrics.value_or_zero("auth_token_validations_total", &[("status", "invalid")]),
         5.0
     );
     assert_eq!(
-        metrics.value("auth_token_validations_total", &[("status", "valid")]),
+        metrics.value_or_zero("auth_token_validations_total", &[("status", "valid")]),
         0.0
     );
 }
@@ -169,7 +169,7 @@ async fn business_counters_start_at_zero_and_move_by_exactly_one_per_event() {
         ("auth_token_validations_total", vec![("status", "invalid")]),
     ] {
         assert_eq!(
-            before.get(family, &labels),
+            before.value(family, &labels),
             Some(0.0),
             "{family} {labels:?} at start-up"
         );
@@ -191,21 +191,21 @@ async fn business_counters_start_at_zero_and_move_by_exactly_one_per_event() {
     auth.validate(Some(&format!("Bearer {token}"))).await;
 
     let after = auth.metrics().await;
-    assert_eq!(after.value("auth_registrations_total", &[]), 1.0);
+    assert_eq!(after.value_or_zero("auth_registrations_total", &[]), 1.0);
     assert_eq!(
-        after.value("auth_logins_total", &[("status", "success")]),
+        after.value_or_zero("auth_logins_total", &[("status", "success")]),
         1.0
     );
     assert_eq!(
-        after.value("auth_logins_total", &[("status", "failure")]),
+        after.value_or_zero("auth_logins_total", &[("status", "failure")]),
         1.0
     );
     assert_eq!(
-        after.value("auth_token_validations_total", &[("status", "valid")]),
+        after.value_or_zero("auth_token_validations_total", &[("status", "valid")]),
         1.0
     );
     assert_eq!(
-        after.value(
+        after.value_or_zero(
             "auth_requests_total",
             &[
                 ("method", "POST"),
@@ -216,21 +216,21 @@ async fn business_counters_start_at_zero_and_move_by_exactly_one_per_event() {
         1.0
     );
     assert_eq!(
-        after.value(
+        after.value_or_zero(
             "auth_request_duration_seconds_count",
             &[("method", "POST"), ("endpoint", "/login")]
         ),
         2.0
     );
     assert_eq!(
-        after.value(
+        after.value_or_zero(
             "auth_db_query_duration_seconds_count",
             &[("query_type", "insert_user")]
         ),
         1.0
     );
     assert_eq!(
-        after.value(
+        after.value_or_zero(
             "auth_db_query_duration_seconds_count",
             &[("query_type", "select_user_by_email")]
         ),
@@ -239,21 +239,13 @@ async fn business_counters_start_at_zero_and_move_by_exactly_one_per_event() {
 }
 
 #[tokio::test]
-async fn every_family_has_help_and_the_documented_type() {
+async fn the_exposition_meets_every_expectation_of_the_embedded_spec() {
     let auth = spawn_auth().await;
     auth.register("types@example.com", "correct horse").await;
     let metrics = auth.metrics().await;
-    for (family, kind) in [
-        ("auth_requests_total", "counter"),
-        ("auth_request_duration_seconds", "histogram"),
-        ("auth_registrations_total", "counter"),
-        ("auth_logins_total", "counter"),
-        ("auth_token_validations_total", "counter"),
-        ("auth_db_query_duration_seconds", "histogram"),
-    ] {
-        assert_eq!(metrics.type_of(family), Some(kind), "{family}");
-        assert!(metrics.has_help(family), "{family} has no HELP");
-    }
+    // The families, types, HELP, labels and documented label values of
+    // verify.toml, the file `pixelflowctl verify` checks the stack with.
+    pixelflow_testkit::assert_meets_spec("auth", &metrics);
     pixelflow_testkit::assert_promtool_clean(&metrics.text).await;
     assert!(
         !metrics.text.contains("types@example.com"),

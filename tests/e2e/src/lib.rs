@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use pixelflow_testkit::{eventually, Metrics};
+use pixelflow_testkit::{eventually, Exposition};
 use tokio::process::{Child, Command};
 
 /// The service binary `name`, next to the running executable's `deps/`.
@@ -78,8 +78,8 @@ impl Service {
         .await;
     }
 
-    pub async fn metrics(&self) -> Metrics {
-        Metrics::scrape(&format!("{}/metrics", self.base)).await
+    pub async fn metrics(&self) -> Exposition {
+        pixelflow_testkit::scrape(&format!("{}/metrics", self.base)).await
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,16 +1,18 @@
 //! End to end: the three binaries as processes, against PostgreSQL and a
-//! Kafka-protocol broker. register → login → upload a generated PNG → the
-//! task reaches COMPLETED with a thumbnail within 256×256 → every metric
-//! moved by exactly what the flow did → SIGTERM stops each service cleanly,
+//! Kafka-protocol broker. pixelflow-verify's flow (register → login →
+//! upload a generated PNG) → the task reaches COMPLETED with a thumbnail
+//! within 256×256 → every metric moved by exactly what verify.toml says →
+//! SIGTERM stops each service cleanly,
 //! and what they logged is JSON with no secrets in it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pixelflow_e2e::Stack;
-use pixelflow_testkit::{eventually, Metrics};
-use serde_json::{json, Value};
+use pixelflow_testkit::{eventually, Exposition};
+use pixelflow_verify::Outcome;
+use serde_json::Value;
 
-const PASSWORD: &str = "correct horse battery";
 const SECRET: &str = "e2e-secret-0123456789";
 
 #[tokio::test]
@@ -30,80 +32,83 @@ async fn a_registered_user_uploads_an_image_and_gets_a_thumbnail_with_every_metr
         worker.metrics().await,
     );
 
-    // The flow.
-    let email = format!("{}@example.com", pixelflow_testkit::unique("e2e-"));
-    let registered = http
-        .post(format!("{}/register", auth.base))
-        .json(&json!({ "email": email, "password": PASSWORD }))
+    // The flow `pixelflowctl verify` runs: register, a failed login, login,
+    // upload a generated 320×240 PNG, read the task until it is COMPLETED.
+    let targets = pixelflow_verify::flow::Targets {
+        auth: auth.base.clone(),
+        api: api.base.clone(),
+    };
+    let done = pixelflow_verify::flow::run(&http, &targets, Duration::from_secs(60), &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("the flow: {e:#}"));
+    let token = done.token.clone();
+
+    // The worker counts its success just after storing it; wait for that
+    // rather than race it.
+    let succeeded =
+        |m: &Exposition| m.value_or_zero("worker_tasks_processed_total", &[("status", "success")]);
+    eventually(
+        "the worker to count its success",
+        Duration::from_secs(10),
+        || async { (succeeded(&worker.metrics().await) > succeeded(&before.2)).then_some(()) },
+    )
+    .await;
+    let after = (
+        auth.metrics().await,
+        api.metrics().await,
+        worker.metrics().await,
+    );
+    // Every delta of verify.toml's [[flow.deltas]], exact unless the spec
+    // says why not, error counters at zero: the same checks verify makes.
+    let spec = pixelflow_verify::embedded_spec();
+    let before: BTreeMap<String, Exposition> = [
+        ("auth".to_string(), before.0),
+        ("api".to_string(), before.1),
+        ("worker".to_string(), before.2),
+    ]
+    .into();
+    let after: BTreeMap<String, Exposition> = [
+        ("auth".to_string(), after.0),
+        ("api".to_string(), after.1),
+        ("worker".to_string(), after.2),
+    ]
+    .into();
+    let checks = pixelflow_verify::flow::checks(&spec, &before, &after, &done);
+    assert!(
+        checks.len() > spec.flow.deltas.len(),
+        "every delta and the idle worker are checked"
+    );
+    let wrong: Vec<String> = checks
+        .iter()
+        .filter(|c| c.outcome != Outcome::Pass)
+        .map(|c| format!("{}: expected {}, saw {}", c.check, c.expected, c.actual))
+        .collect();
+    assert!(wrong.is_empty(), "metrics off:\n{}", wrong.join("\n"));
+    for (service, exposition) in &after {
+        pixelflow_testkit::assert_meets_spec(service, exposition);
+    }
+
+    // The thumbnail: within 256×256, the aspect ratio kept.
+    let bearer = format!("Bearer {token}");
+    let task_url = format!("{}/api/tasks/{}", api.base, done.task_id);
+    let completed: Value = http
+        .get(&task_url)
+        .header("Authorization", &bearer)
         .send()
         .await
-        .expect("register");
-    assert_eq!(registered.status(), 201);
-    let failed = http
-        .post(format!("{}/login", auth.base))
-        .json(&json!({ "email": email, "password": "not the password" }))
-        .send()
-        .await
-        .expect("failed login");
-    assert_eq!(failed.status(), 401);
-    let login: Value = http
-        .post(format!("{}/login", auth.base))
-        .json(&json!({ "email": email, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("login")
+        .expect("task")
         .json()
         .await
-        .expect("login json");
-    let token = login["token"].as_str().expect("token").to_string();
-    let bearer = format!("Bearer {token}");
-
-    let uploaded = http
-        .post(format!("{}/api/upload", api.base))
-        .header("Authorization", &bearer)
-        .header("Content-Type", "image/png")
-        .body(pixelflow_testkit::png(800, 600))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(uploaded.status(), 201);
-    let task: Value = uploaded.json().await.expect("task json");
-    let task_id = task["id"].as_str().expect("id").to_string();
-    assert_eq!(task["status"], "PENDING");
-
-    // Every api call below is validated by auth once; count them.
-    let mut validations = 1;
-    let mut polls = 0;
-    let task_url = format!("{}/api/tasks/{task_id}", api.base);
-    let completed: Value = eventually("the task to complete", Duration::from_secs(60), || {
-        validations += 1;
-        polls += 1;
-        let (http, url, bearer) = (&http, &task_url, &bearer);
-        async move {
-            let task: Value = http
-                .get(url)
-                .header("Authorization", bearer)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            assert_ne!(task["status"], "FAILED", "{task}");
-            (task["status"] == "COMPLETED").then_some(task)
-        }
-    })
-    .await;
+        .expect("task json");
+    assert_eq!(completed["status"], "COMPLETED");
     assert_eq!(completed["result_width"], 256);
     assert_eq!(completed["result_height"], 192);
-
     let result = http
         .get(format!("{task_url}/result"))
         .header("Authorization", &bearer)
         .send()
         .await
         .expect("result");
-    validations += 1;
     assert_eq!(result.status(), 200);
     assert_eq!(
         result
@@ -113,183 +118,14 @@ async fn a_registered_user_uploads_an_image_and_gets_a_thumbnail_with_every_metr
         Some("image/png")
     );
     let thumbnail = image::load_from_memory(&result.bytes().await.expect("bytes")).expect("PNG");
-    assert!(thumbnail.width() <= 256 && thumbnail.height() <= 256);
     assert_eq!((thumbnail.width(), thumbnail.height()), (256, 192));
-
-    // The worker counts its success just after storing it; wait for that
-    // rather than race it.
-    eventually(
-        "the worker to count its success",
-        Duration::from_secs(10),
-        || async {
-            let m = worker.metrics().await;
-            (m.value("worker_tasks_processed_total", &[("status", "success")])
-                > before
-                    .2
-                    .value("worker_tasks_processed_total", &[("status", "success")]))
-            .then_some(())
-        },
-    )
-    .await;
-    let after = (
-        auth.metrics().await,
-        api.metrics().await,
-        worker.metrics().await,
-    );
-    let delta = |m: (&Metrics, &Metrics), name: &str, labels: &[(&str, &str)]| {
-        m.1.value(name, labels) - m.0.value(name, labels)
-    };
-    let auth_m = (&before.0, &after.0);
-    let api_m = (&before.1, &after.1);
-    let worker_m = (&before.2, &after.2);
-    let expectations: Vec<(&str, f64, f64)> = vec![
-        (
-            "auth_registrations_total",
-            delta(auth_m, "auth_registrations_total", &[]),
-            1.0,
-        ),
-        (
-            "auth_logins_total{success}",
-            delta(auth_m, "auth_logins_total", &[("status", "success")]),
-            1.0,
-        ),
-        (
-            "auth_logins_total{failure}",
-            delta(auth_m, "auth_logins_total", &[("status", "failure")]),
-            1.0,
-        ),
-        (
-            "auth_token_validations_total{valid}",
-            delta(
-                auth_m,
-                "auth_token_validations_total",
-                &[("status", "valid")],
-            ),
-            f64::from(validations),
-        ),
-        (
-            "auth_token_validations_total{invalid}",
-            delta(
-                auth_m,
-                "auth_token_validations_total",
-                &[("status", "invalid")],
-            ),
-            0.0,
-        ),
-        (
-            "auth_request_duration_seconds_count{POST /login}",
-            delta(
-                auth_m,
-                "auth_request_duration_seconds_count",
-                &[("method", "POST"), ("endpoint", "/login")],
-            ),
-            2.0,
-        ),
-        (
-            "auth_requests_total{GET /validate 200}",
-            delta(
-                auth_m,
-                "auth_requests_total",
-                &[
-                    ("method", "GET"),
-                    ("endpoint", "/validate"),
-                    ("status", "200"),
-                ],
-            ),
-            f64::from(validations),
-        ),
-        (
-            "api_tasks_created_total",
-            delta(api_m, "api_tasks_created_total", &[]),
-            1.0,
-        ),
-        (
-            "api_kafka_messages_published_total",
-            delta(api_m, "api_kafka_messages_published_total", &[]),
-            1.0,
-        ),
-        (
-            "api_kafka_publish_errors_total",
-            delta(api_m, "api_kafka_publish_errors_total", &[]),
-            0.0,
-        ),
-        (
-            "api_tasks_retrieved_total",
-            delta(api_m, "api_tasks_retrieved_total", &[]),
-            f64::from(polls) + 1.0,
-        ),
-        (
-            "api_request_duration_seconds_count{POST /api/upload}",
-            delta(
-                api_m,
-                "api_request_duration_seconds_count",
-                &[("method", "POST"), ("endpoint", "/api/upload")],
-            ),
-            1.0,
-        ),
-        (
-            "api_requests_total{GET /api/tasks/{id} 200}",
-            delta(
-                api_m,
-                "api_requests_total",
-                &[
-                    ("method", "GET"),
-                    ("endpoint", "/api/tasks/{id}"),
-                    ("status", "200"),
-                ],
-            ),
-            f64::from(polls),
-        ),
-        (
-            "worker_kafka_messages_consumed_total",
-            delta(worker_m, "worker_kafka_messages_consumed_total", &[]),
-            1.0,
-        ),
-        (
-            "worker_tasks_processed_total{success}",
-            delta(
-                worker_m,
-                "worker_tasks_processed_total",
-                &[("status", "success")],
-            ),
-            1.0,
-        ),
-        (
-            "worker_tasks_processed_total{failure}",
-            delta(
-                worker_m,
-                "worker_tasks_processed_total",
-                &[("status", "failure")],
-            ),
-            0.0,
-        ),
-        (
-            "worker_task_processing_duration_seconds_count",
-            delta(
-                worker_m,
-                "worker_task_processing_duration_seconds_count",
-                &[],
-            ),
-            1.0,
-        ),
-    ];
-    let wrong: Vec<String> = expectations
-        .iter()
-        .filter(|(_, actual, expected)| actual != expected)
-        .map(|(name, actual, expected)| format!("{name}: moved by {actual}, expected {expected}"))
-        .collect();
-    assert!(wrong.is_empty(), "metrics off:\n{}", wrong.join("\n"));
-    assert_eq!(
-        after.2.get("worker_active_processing_tasks", &[]),
-        Some(0.0)
-    );
 
     // Graceful shutdown and the logs.
     for service in [worker, api, auth] {
         let name = service.name;
         let (status, log) = service.terminate().await;
         assert!(status.success(), "{name} exited with {status} on SIGTERM");
-        assert!(!log.contains(PASSWORD), "{name} logged a password");
+        assert!(!log.contains(&done.password), "{name} logged a password");
         assert!(!log.contains(&token), "{name} logged a token");
         assert!(!log.contains(SECRET), "{name} logged the JWT secret");
         let lines: Vec<Value> = log

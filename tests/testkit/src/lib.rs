@@ -19,7 +19,8 @@ use sqlx::{Connection, Executor, PgConnection};
 
 pub use broker::Broker;
 pub use images::{jpeg, png, png_claiming, png_plain};
-pub use metrics::{assert_promtool_clean, Metrics};
+pub use metrics::{assert_meets_spec, assert_promtool_clean, scrape};
+pub use pixelflow_verify::Exposition;
 
 /// Every database a test creates has this prefix; `tests/run` drops
 /// leftovers from earlier runs by it.

@@ -1,74 +1,49 @@
-//! Reading a `/metrics` exposition the way `pixelflowctl verify` will: with
-//! prometheus-parse.
+//! Scraping a service's `/metrics` for a test, read by pixelflow-verify
+//! exactly as `pixelflowctl verify` reads it, and checked against the
+//! embedded spec.
 
-use prometheus_parse::{Scrape, Value};
+use pixelflow_verify::{Exposition, Outcome};
 
-pub struct Metrics {
-    pub text: String,
-    scrape: Scrape,
+/// Scrapes `url` and reads it; panics when the scrape fails or a line is
+/// unreadable (prometheus-parse would skip it without a word, and every
+/// later assertion about it would be wrong).
+pub async fn scrape(url: &str) -> Exposition {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot scrape {url}: {e}"));
+    assert_eq!(response.status(), 200, "scrape of {url}");
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("cannot read {url}: {e}"));
+    let exposition = Exposition::parse(&text);
+    assert!(
+        exposition.unreadable.is_empty(),
+        "prometheus-parse cannot read these lines of {url}: {:?}",
+        exposition.unreadable
+    );
+    exposition
 }
 
-impl Metrics {
-    pub fn parse(text: String) -> Self {
-        // prometheus-parse skips lines it cannot read without a word; a
-        // skipped sample would make every later assertion about it wrong.
-        for line in text.lines() {
-            if let prometheus_parse::LineInfo::Ignored = prometheus_parse::LineInfo::parse(line) {
-                if !line.starts_with('#') {
-                    panic!("prometheus-parse cannot read this line: {line}");
-                }
-            }
-        }
-        let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
-            .unwrap_or_else(|e| panic!("exposition does not parse: {e}\n{text}"));
-        Self { text, scrape }
-    }
-
-    /// Scrapes `url`.
-    pub async fn scrape(url: &str) -> Self {
-        let response = reqwest::get(url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot scrape {url}: {e}"));
-        assert_eq!(response.status(), 200, "scrape of {url}");
-        let text = response
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("cannot read {url}: {e}"));
-        Self::parse(text)
-    }
-
-    /// The value of the sample `name` whose labels include `labels`, or
-    /// `None` when there is none. Histogram `_count` and `_sum` work too.
-    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-            .find_map(|s| match s.value {
-                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
-                _ => None,
-            })
-    }
-
-    /// Like [`get`](Self::get), with a missing sample read as 0: a labelled
-    /// series appears on first use.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.get(name, labels).unwrap_or(0.0)
-    }
-
-    /// The `# TYPE` of a family, read from the text.
-    pub fn type_of(&self, family: &str) -> Option<&str> {
-        let prefix = format!("# TYPE {family} ");
-        self.text
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-    }
-
-    /// Whether a family has `# HELP`.
-    pub fn has_help(&self, family: &str) -> bool {
-        self.scrape.docs.contains_key(family)
-    }
+/// Panics, naming each failed check, unless `exposition` meets what the
+/// embedded spec (pixelflowctl/verify-core/verify.toml) says of `service`:
+/// every family with its type, HELP, labels and documented label values.
+pub fn assert_meets_spec(service: &str, exposition: &Exposition) {
+    let spec = pixelflow_verify::embedded_spec();
+    let service_spec = spec
+        .services
+        .get(service)
+        .unwrap_or_else(|| panic!("verify.toml has no service {service}"));
+    let failed: Vec<String> = pixelflow_verify::checks::run(service, service_spec, exposition)
+        .into_iter()
+        .filter(|c| c.outcome != Outcome::Pass)
+        .map(|c| format!("{}: expected {}, saw {}", c.check, c.expected, c.actual))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{service}'s /metrics does not meet verify.toml:\n{}",
+        failed.join("\n")
+    );
 }
 
 /// Runs `promtool check metrics` (Debian's `prometheus` package) over the

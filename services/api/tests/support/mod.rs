@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use pixelflow_common::settings::Env;
-use pixelflow_testkit::Metrics;
+use pixelflow_testkit::Exposition;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use reqwest::StatusCode;
@@ -135,8 +135,8 @@ impl TestApi {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn metrics(&self) -> Metrics {
-        Metrics::scrape(&format!("{}/metrics", self.base)).await
+    pub async fn metrics(&self) -> Exposition {
+        pixelflow_testkit::scrape(&format!("{}/metrics", self.base)).await
     }
 
     pub async fn pool(&self) -> sqlx::PgPool {

@@ -5,9 +5,9 @@
 
 use prometheus_parse::Value;
 
-use super::exposition::{scalar, Exposition, Family};
-use super::report::Check;
-use super::spec::{Kind, MetricSpec, ServiceSpec, DEFAULT_MAX_SERIES};
+use crate::exposition::{scalar, Exposition, Family};
+use crate::report::Check;
+use crate::spec::{Kind, MetricSpec, ServiceSpec, DEFAULT_MAX_SERIES};
 
 pub fn run(service: &str, spec: &ServiceSpec, exposition: &Exposition) -> Vec<Check> {
     let mut checks = vec![Check::new(
@@ -180,7 +180,7 @@ fn documented_values_problem(metric: &MetricSpec, family: &Family) -> Option<Str
     None
 }
 
-fn fmt_labels(series: &super::exposition::Series) -> String {
+fn fmt_labels(series: &crate::exposition::Series) -> String {
     if series.labels.is_empty() {
         return String::new();
     }
@@ -194,7 +194,7 @@ fn fmt_labels(series: &super::exposition::Series) -> String {
 
 fn histogram_problem(
     name: &str,
-    series: &super::exposition::Series,
+    series: &crate::exposition::Series,
     buckets: &[prometheus_parse::HistogramCount],
     family: &Family,
 ) -> Option<String> {
@@ -263,8 +263,8 @@ fn looks_unbounded(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::report::Outcome;
-    use crate::verify::spec::Spec;
+    use crate::report::Outcome;
+    use crate::spec::Spec;
 
     const GOOD: &str = r#"# HELP t_requests_total Requests.
 # TYPE t_requests_total counter

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub const EMBEDDED: &str = include_str!("../../verify.toml");
+pub const EMBEDDED: &str = include_str!("../verify.toml");
 pub const DEFAULT_MAX_SERIES: usize = 200;
 
 #[derive(Debug, Clone, Deserialize)]

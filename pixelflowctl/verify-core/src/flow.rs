@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use super::exposition::Exposition;
-use super::report::Check;
-use super::spec::{DeltaSpec, Spec};
+use crate::exposition::Exposition;
+use crate::report::Check;
+use crate::spec::{DeltaSpec, Spec};
 
 pub struct Targets {
     pub auth: String,
@@ -21,7 +21,15 @@ pub struct Targets {
 
 /// What the flow did, for the delta checks.
 pub struct Done {
+    /// Reads of the task until it completed.
     pub polls: u32,
+    /// The task the flow uploaded, COMPLETED.
+    pub task_id: String,
+    /// The flow user's password and token, for callers that look further
+    /// (the end-to-end test fetches the thumbnail and checks that no log
+    /// holds either).
+    pub password: String,
+    pub token: String,
 }
 
 fn base(metrics_url: &str) -> String {
@@ -124,10 +132,11 @@ pub async fn run(
         "login",
     )
     .await?;
-    let bearer = format!(
-        "Bearer {}",
-        login["token"].as_str().context("login answered no token")?
-    );
+    let token = login["token"]
+        .as_str()
+        .context("login answered no token")?
+        .to_string();
+    let bearer = format!("Bearer {token}");
     progress("uploading an image");
     let task = expect_status(
         send(
@@ -172,7 +181,12 @@ pub async fn run(
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    Ok(Done { polls })
+    Ok(Done {
+        polls,
+        task_id: id,
+        password,
+        token,
+    })
 }
 
 /// A delta check: exact unless the spec gives a reason for a lower bound.
@@ -253,7 +267,7 @@ pub fn checks(
 mod tests {
     use super::*;
 
-    use crate::verify::report::Outcome;
+    use crate::report::Outcome;
 
     fn exposition(registrations: u32, errors: u32) -> Exposition {
         Exposition::parse(&format!("# HELP r_total R.\n# TYPE r_total counter\nr_total {registrations}\n# HELP e_total E.\n# TYPE e_total counter\ne_total{{status=\"500\"}} {errors}\ne_total{{status=\"503\"}} 1\ne_total{{status=\"200\"}} 7\n"))

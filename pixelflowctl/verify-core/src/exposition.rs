@@ -25,6 +25,8 @@ pub struct Family {
 
 #[derive(Debug, Default)]
 pub struct Exposition {
+    /// The text as served.
+    pub text: String,
     pub families: BTreeMap<String, Family>,
     /// Lines prometheus-parse could not read.
     pub unreadable: Vec<String>,
@@ -32,7 +34,10 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn parse(text: &str) -> Self {
-        let mut exposition = Exposition::default();
+        let mut exposition = Exposition {
+            text: text.to_string(),
+            ..Exposition::default()
+        };
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let mut parts = rest.split_whitespace();
@@ -124,11 +129,13 @@ impl Exposition {
             .find(matches)
             .and_then(|s| scalar(&s.value))
     }
-}
 
-/// A sample value as the text format allows it: a float, `NaN`, `+Inf`,
-/// `-Inf`.
-impl Exposition {
+    /// Like [`value`](Self::value), with an absent series read as 0: a
+    /// labelled counter series appears with its first event.
+    pub fn value_or_zero(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels).unwrap_or(0.0)
+    }
+
     /// The sum of the series of `name` (a family, or a histogram's
     /// `_count`) whose labels match: a value ending in `*` matches by
     /// prefix. `None` when no series matches.
@@ -173,6 +180,8 @@ fn is_histogram(e: &Exposition, name: &str) -> bool {
         .is_some_and(|f| matches!(f.kind.as_deref(), Some("histogram") | Some("summary")))
 }
 
+/// A counter, gauge or untyped sample's value; `None` for histogram and
+/// summary samples.
 pub fn scalar(v: &Value) -> Option<f64> {
     match v {
         Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => Some(*x),
