@@ -45,6 +45,7 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 
 pub struct Application {
     listener: TcpListener,
+    http: pixelflow_common::server::HttpLimits,
     router: Router,
     relay: outbox::Relay,
 }
@@ -81,6 +82,7 @@ impl Application {
         let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {
             listener,
+            http: settings.http.clone(),
             router: router(state),
             relay,
         })
@@ -98,9 +100,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let relay = tokio::spawn(self.relay.run(stopped));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served =
+            pixelflow_common::server::serve(self.listener, self.router, &self.http, shutdown).await;
         // Only now that no request can store another task does the relay
         // stop, after a last round: the events of uploads answered during
         // the shutdown go out before api exits. Also when serving failed:

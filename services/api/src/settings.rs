@@ -34,6 +34,9 @@ pub struct Settings {
     pub max_image_dimension: u32,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
+    /// `HTTP_MAX_CONNECTIONS`: see [`pixelflow_common::server::HttpLimits`].
+    pub http: pixelflow_common::server::HttpLimits,
 }
 
 impl Settings {
@@ -56,6 +59,7 @@ impl Settings {
             max_upload_bytes: env.checked("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
             log_level: pixelflow_common::logging::level_from_env(env)?,
+            http: pixelflow_common::server::HttpLimits::from_env(env)?,
         })
     }
 }

@@ -9,6 +9,7 @@ mod metrics;
 mod password;
 mod routes;
 mod settings;
+mod throttle;
 mod token;
 mod users;
 
@@ -34,6 +35,9 @@ pub struct AppState {
     /// A real hash of a random password, verified against on unknown emails
     /// so that "no such user" takes as long as "wrong password".
     pub decoy_hash: Arc<str>,
+    /// Argon2id, at most `PASSWORD_HASH_CONCURRENCY` at once.
+    pub hasher: password::Hasher,
+    pub throttle: Arc<throttle::LoginThrottle>,
 }
 
 /// The users table and anything after it. Versions are auth's own range so
@@ -44,6 +48,7 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 
 pub struct Application {
     listener: TcpListener,
+    http: pixelflow_common::server::HttpLimits,
     router: Router,
 }
 
@@ -51,7 +56,14 @@ impl Application {
     /// Connects to PostgreSQL, runs migrations, registers metrics and binds
     /// the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.published_secret {
+            tracing::warn!(
+                "JWT_SECRET is a secret published in the PixelFlow repository: anyone can \
+                 forge tokens; set your own (PIXELFLOW_ENVIRONMENT=production refuses it)"
+            );
+        }
         let pool = settings.database.connect(&migrator()).await?;
+        let hasher = password::Hasher::new(settings.hash_concurrency, settings.hash_queue_timeout);
         let state = AppState {
             pool,
             tokens: Arc::new(TokenKeys::new(
@@ -59,14 +71,21 @@ impl Application {
                 settings.token_ttl,
             )),
             metrics: AuthMetrics::new().context("cannot register metrics")?,
-            decoy_hash: password::hash(uuid::Uuid::new_v4().to_string())
+            decoy_hash: hasher
+                .hash(uuid::Uuid::new_v4().to_string())
                 .await
                 .context("cannot prepare the decoy password hash")?
                 .into(),
+            hasher,
+            throttle: Arc::new(throttle::LoginThrottle::new(
+                settings.login_max_failures,
+                settings.login_failure_window,
+            )),
         };
         let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {
             listener,
+            http: settings.http.clone(),
             router: router(state),
         })
     }
@@ -80,9 +99,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        pixelflow_common::server::serve(self.listener, self.router, &self.http, shutdown).await
     }
 }
 

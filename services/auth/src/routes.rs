@@ -1,6 +1,6 @@
 //! auth's HTTP routes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,8 +13,9 @@ use pixelflow_common::http_metrics::standard_routes;
 use pixelflow_common::json::JsonBody;
 use serde::Deserialize;
 
+use crate::password::PasswordError;
 use crate::token::TokenError;
-use crate::{password, users, AppState};
+use crate::{users, AppState};
 
 /// Credentials are small; anything bigger is refused before parsing.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -93,9 +94,11 @@ async fn register(
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let email = credentials.validated()?;
-    let hash = password::hash(credentials.password)
+    let hash = state
+        .hasher
+        .hash(credentials.password)
         .await
-        .map_err(|e| ApiError::internal("cannot hash password", &e))?;
+        .map_err(hashing_error)?;
     let inserted = users::insert(&state.pool, &state.metrics.db_query_duration, &email, &hash)
         .await
         .map_err(|e| ApiError::internal("cannot store user", &e))?;
@@ -124,6 +127,16 @@ async fn login(
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let email = credentials.email.trim().to_lowercase();
+    if let Err(wait) = state.throttle.attempt(&email, Instant::now()) {
+        tracing::warn!(
+            retry_after_s = wait,
+            "login refused: too many failed logins for this email"
+        );
+        return Err(
+            ApiError::too_many_requests("too many login attempts; try again later")
+                .retry_after(wait),
+        );
+    }
     let user = users::find_by_email(&state.pool, &state.metrics.db_query_duration, &email)
         .await
         .map_err(|e| ApiError::internal("cannot look up user", &e))?;
@@ -133,9 +146,11 @@ async fn login(
         Some(u) => (Some(u.id), u.password_hash.clone()),
         None => (None, state.decoy_hash.to_string()),
     };
-    let matches = password::verify(credentials.password, phc)
+    let matches = state
+        .hasher
+        .verify(credentials.password, phc)
         .await
-        .map_err(|e| ApiError::internal("cannot verify password", &e))?;
+        .map_err(hashing_error)?;
     let user_id = match (user_id, matches) {
         (Some(id), true) => id,
         _ => {
@@ -151,6 +166,7 @@ async fn login(
         .tokens
         .issue_at(user_id, chrono::Utc::now())
         .map_err(|e| ApiError::internal("cannot sign token", &e))?;
+    state.throttle.succeeded(&email);
     state.metrics.logins.with_label_values(&["success"]).inc();
     tracing::info!(%user_id, "user logged in");
     Ok(Json(serde_json::json!({
@@ -158,6 +174,20 @@ async fn login(
         "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }))
     .into_response())
+}
+
+/// Busy hashing slots are load, not a fault: 503 with `Retry-After`.
+fn hashing_error(e: PasswordError) -> ApiError {
+    match e {
+        PasswordError::Busy(waited) => {
+            tracing::warn!(
+                waited_ms = waited.as_millis() as u64,
+                "refused: password hashing is saturated"
+            );
+            ApiError::unavailable("too busy; try again shortly").retry_after(1)
+        }
+        other => ApiError::internal("password hashing failed", &other),
+    }
 }
 
 /// The token in `Authorization: Bearer <token>`, or why there is none.

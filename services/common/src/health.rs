@@ -13,7 +13,10 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// One dependency's answer to a readiness probe.
+/// One dependency's answer to a readiness probe. `error` says only that it
+/// failed or timed out: anyone may call `/ready`, and a raw database or
+/// broker error names hosts, users and versions. The raw error goes to the
+/// log.
 #[derive(Debug, Serialize)]
 pub struct Check {
     pub name: &'static str,
@@ -32,8 +35,18 @@ impl Check {
     {
         let error = match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => {
+                tracing::warn!(dependency = name, error = %e, "readiness check failed");
+                Some("unavailable".to_string())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    dependency = name,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "readiness check timed out"
+                );
+                Some(format!("no answer within {timeout:?}"))
+            }
         };
         Self {
             name,
@@ -56,4 +69,33 @@ pub fn ready_response(checks: Vec<Check>) -> Response {
         "checks": checks,
     });
     (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_check_does_not_hand_its_raw_error_to_the_caller() {
+        let check = Check::run("database", Duration::from_secs(1), async {
+            Err::<(), _>(
+                "password authentication failed for user \"pixelflow\" at db.internal:5432",
+            )
+        })
+        .await;
+        assert!(!check.ok);
+        assert_eq!(check.error.as_deref(), Some("unavailable"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_check_ends_at_its_deadline() {
+        let check = Check::run(
+            "broker",
+            Duration::from_secs(2),
+            std::future::pending::<Result<(), String>>(),
+        )
+        .await;
+        assert!(!check.ok);
+        assert_eq!(check.error.as_deref(), Some("no answer within 2s"));
+    }
 }

@@ -4,8 +4,10 @@
 //! `GET /metrics` increments `<prefix>_requests_total{method,endpoint,status}`
 //! and observes `<prefix>_request_duration_seconds{method,endpoint}`, and is
 //! logged once as a JSON line at a level chosen by its status. `endpoint` is
-//! the route template (`/api/tasks/{id}`), never the raw path, so ids cannot
-//! blow up the series count.
+//! the route template (`/api/tasks/{id}`), never the raw path, and `method`
+//! one of the standard methods or `OTHER`, so neither ids nor invented
+//! methods (hyper accepts any token: `curl -X M1`, `-X M2`, …) can blow up
+//! the series count.
 
 use std::time::Instant;
 
@@ -19,6 +21,27 @@ use crate::metrics::{register, LATENCY_BUCKETS};
 
 /// The `endpoint` label of requests that matched no route.
 pub const UNMATCHED: &str = "unmatched";
+
+/// The `method` label of a request whose method is not one of RFC 9110's
+/// (plus PATCH).
+pub const OTHER_METHOD: &str = "OTHER";
+
+/// The `method` label: a fixed set, whatever the client sends.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => OTHER_METHOD,
+    }
+}
 
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -69,10 +92,11 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     if endpoint == "/metrics" {
         return next.run(req).await;
     }
-    let method = req.method().as_str().to_owned();
-    // The raw path goes to the log (useful when debugging one request), never
-    // into a label.
+    let method = method_label(req.method());
+    // The raw path and method go to the log (useful when debugging one
+    // request), never into a label.
     let path = req.uri().path().to_owned();
+    let raw_method = (method == OTHER_METHOD).then(|| req.method().as_str().to_owned());
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed();
@@ -80,11 +104,11 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
 
     metrics
         .requests
-        .with_label_values(&[&method, &endpoint, status.as_str()])
+        .with_label_values(&[method, &endpoint, status.as_str()])
         .inc();
     metrics
         .duration
-        .with_label_values(&[&method, &endpoint])
+        .with_label_values(&[method, &endpoint])
         .observe(elapsed.as_secs_f64());
 
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
@@ -97,7 +121,7 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     } else if status >= 500 {
         tracing::error!(%method, %path, %endpoint, status, duration_ms, "request failed");
     } else if status >= 400 {
-        tracing::warn!(%method, %path, %endpoint, status, duration_ms, "request rejected");
+        tracing::warn!(%method, ?raw_method, %path, %endpoint, status, duration_ms, "request rejected");
     } else {
         tracing::info!(%method, %path, %endpoint, status, duration_ms, "request handled");
     }
@@ -184,6 +208,29 @@ mod tests {
         assert_eq!(call(&app, "GET", "/metrics").await, 200);
         let text = crate::metrics::encode(&registry).expect("encode");
         assert!(!text.contains("/metrics"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_thousand_invented_methods_add_no_series() {
+        let registry = Registry::new();
+        let app = app(&registry);
+        assert_eq!(call(&app, "M0", "/items/1").await, 405);
+        assert_eq!(call(&app, "M0", "/nope").await, 404);
+        let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+        let before = series(&crate::metrics::encode(&registry).expect("encode"));
+        for i in 1..1000 {
+            call(&app, &format!("M{i}"), "/items/1").await;
+            call(&app, &format!("M{i}"), "/nope").await;
+        }
+        let text = crate::metrics::encode(&registry).expect("encode");
+        assert_eq!(series(&text), before, "{text}");
+        assert!(
+            text.contains(
+                r#"test_requests_total{endpoint="unmatched",method="OTHER",status="404"} 1000"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("M999"), "{text}");
     }
 
     #[tokio::test]

@@ -43,6 +43,7 @@ struct HttpState {
 
 pub struct Worker {
     listener: TcpListener,
+    http: pixelflow_common::server::HttpLimits,
     router: Router,
     consumer: consumer::TaskConsumer,
 }
@@ -90,6 +91,7 @@ impl Worker {
         );
         Ok(Self {
             listener,
+            http: settings.http.clone(),
             router,
             consumer,
         })
@@ -109,10 +111,12 @@ impl Worker {
         let (stop, stopped) = watch::channel(false);
         let (http_stop, http_stopped) = watch::channel(false);
         let mut http_stopped = http_stopped;
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            let _ = http_stopped.wait_for(|s| *s).await;
+        let server = tokio::spawn(async move {
+            pixelflow_common::server::serve(self.listener, self.router, &self.http, async move {
+                let _ = http_stopped.wait_for(|s| *s).await;
+            })
+            .await
         });
-        let server = tokio::spawn(async move { serve.await });
         tokio::spawn(async move {
             shutdown.await;
             stop.send_replace(true);

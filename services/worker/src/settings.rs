@@ -31,6 +31,9 @@ pub struct Settings {
     pub retry_interval: Duration,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
+    /// `HTTP_MAX_CONNECTIONS`: see [`pixelflow_common::server::HttpLimits`].
+    pub http: pixelflow_common::server::HttpLimits,
 }
 
 impl Settings {
@@ -50,6 +53,7 @@ impl Settings {
                 positive,
             )?),
             log_level: pixelflow_common::logging::level_from_env(env)?,
+            http: pixelflow_common::server::HttpLimits::from_env(env)?,
         })
     }
 }

@@ -155,17 +155,29 @@ impl Stack {
     }
 
     pub fn auth(&self, logs: &std::path::Path) -> Service {
+        self.auth_with(logs, &[])
+    }
+
+    /// auth with `extra` settings on top of the stack's.
+    pub fn auth_with(&self, logs: &std::path::Path, extra: &[(&'static str, String)]) -> Service {
         let mut env = self.common("PORT", self.ports.0);
         env.push(("JWT_SECRET", self.jwt_secret.clone()));
+        env.extend_from_slice(extra);
         Service::spawn("auth", self.ports.0, &env, logs)
     }
 
     pub fn api(&self, logs: &std::path::Path) -> Service {
+        self.api_with(logs, &[])
+    }
+
+    /// api with `extra` settings on top of the stack's.
+    pub fn api_with(&self, logs: &std::path::Path, extra: &[(&'static str, String)]) -> Service {
         let mut env = self.common("PORT", self.ports.1);
         env.push((
             "AUTH_SERVICE_URL",
             format!("http://127.0.0.1:{}", self.ports.0),
         ));
+        env.extend_from_slice(extra);
         Service::spawn("api", self.ports.1, &env, logs)
     }
 
