@@ -55,8 +55,12 @@ impl Application {
         let pool = settings.database.connect(&migrator()).await?;
         let metrics = ApiMetrics::new().context("cannot register metrics")?;
         let wake = Arc::new(Notify::new());
-        let producer = outbox::producer(&settings.kafka.brokers, settings.kafka_message_timeout)
-            .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
+        let producer = outbox::producer(
+            &settings.kafka.brokers,
+            settings.kafka_message_timeout,
+            settings.kafka_enable_idempotence,
+        )
+        .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
         let relay = outbox::Relay {
             pool: pool.clone(),
             producer,

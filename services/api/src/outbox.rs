@@ -42,10 +42,14 @@ enum RelayError {
 
 /// A producer that gives up on a message after `timeout`, so a broker
 /// outage shows as errors (and retries) rather than an ever-growing queue.
-pub fn producer(brokers: &str, timeout: Duration) -> rdkafka::error::KafkaResult<FutureProducer> {
+pub fn producer(
+    brokers: &str,
+    timeout: Duration,
+    idempotent: bool,
+) -> rdkafka::error::KafkaResult<FutureProducer> {
     pixelflow_common::kafka::client_config(brokers)
         .set("message.timeout.ms", timeout.as_millis().to_string())
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", idempotent.to_string())
         .set("acks", "all")
         .create()
 }

@@ -20,6 +20,13 @@ pub struct Settings {
     /// `KAFKA_MESSAGE_TIMEOUT_MS` (default 5000): how long one publish may
     /// take before it counts as failed and is retried later.
     pub kafka_message_timeout: Duration,
+    /// `KAFKA_ENABLE_IDEMPOTENCE` (default true): the producer's
+    /// `enable.idempotence`. Duplicates are harmless end to end (the worker
+    /// ignores an event for a task no longer PENDING), so it may be turned
+    /// off; the compose stack does, because the stand-in broker (tansu 0.6)
+    /// breaks for every client when an idempotent producer reconnects with
+    /// batches in flight.
+    pub kafka_enable_idempotence: bool,
     /// `OUTBOX_POLL_INTERVAL_MS` (default 1000): how often unpublished tasks
     /// are retried (new tasks are published at once).
     pub outbox_poll_interval: Duration,
@@ -50,6 +57,7 @@ impl Settings {
             database: DatabaseSettings::from_env(env, 10)?,
             kafka: KafkaSettings::from_env(env)?,
             kafka_message_timeout: millis("KAFKA_MESSAGE_TIMEOUT_MS", 5000)?,
+            kafka_enable_idempotence: env.or("KAFKA_ENABLE_IDEMPOTENCE", true)?,
             outbox_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)?,
             auth_service_url: env
                 .or("AUTH_SERVICE_URL", "http://localhost:50051".to_string())?

@@ -20,16 +20,29 @@ pub struct TaskConsumer {
     pub metrics: WorkerMetrics,
     pub limits: Arc<Limits>,
     pub retry_interval: Duration,
+    /// Claims a task may have; the next one marks it FAILED.
+    pub max_attempts: i32,
 }
 
-/// A consumer in `group` that commits by hand.
-pub fn consumer(brokers: &str, group: &str) -> rdkafka::error::KafkaResult<StreamConsumer> {
-    pixelflow_common::kafka::client_config(brokers)
+/// A consumer in `group` that commits by hand. With `instance_id`, a static
+/// member (`group.instance.id`): a worker restarted under the same id
+/// takes its partitions back at once instead of waiting for the broker to
+/// evict its dead predecessor (which the stand-in broker never does).
+pub fn consumer(
+    brokers: &str,
+    group: &str,
+    instance_id: Option<&str>,
+) -> rdkafka::error::KafkaResult<StreamConsumer> {
+    let mut config = pixelflow_common::kafka::client_config(brokers);
+    config
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .create()
+        .set("enable.partition.eof", "false");
+    if let Some(id) = instance_id {
+        config.set("group.instance.id", id);
+    }
+    config.create()
 }
 
 /// Decrements the active-tasks gauge however processing ends.
@@ -92,7 +105,11 @@ impl TaskConsumer {
     }
 
     fn commit(&self, message: &BorrowedMessage<'_>) {
-        if let Err(e) = self.consumer.commit_message(message, CommitMode::Sync) {
+        // Async: a synchronous commit blocks the runtime thread for as long
+        // as the broker is away, and health, metrics and SIGTERM with it. A
+        // commit lost to an outage means one redelivery, which changes
+        // nothing (the task is no longer PENDING or PROCESSING).
+        if let Err(e) = self.consumer.commit_message(message, CommitMode::Async) {
             self.metrics.consumption_errors.inc();
             tracing::error!(error = %e, partition = message.partition(), offset = message.offset(), "cannot commit offset");
         }
@@ -133,10 +150,25 @@ impl TaskConsumer {
 
     async fn process(&self, event: &TaskCreated) -> Result<(), sqlx::Error> {
         let task_id = event.task_id;
-        let Some(image) = store::claim(&self.pool, task_id).await? else {
+        let Some(store::Claimed { image, attempts }) = store::claim(&self.pool, task_id).await?
+        else {
             tracing::info!(%task_id, "task already processed or unknown; event skipped");
             return Ok(());
         };
+        if attempts > self.max_attempts {
+            // Every earlier claim ended with the worker gone before it
+            // recorded an outcome: this image kills workers. Give up on it
+            // rather than on the partition behind it.
+            let reason = format!(
+                "gave up after {} attempts: the worker stopped while processing it each time",
+                attempts - 1
+            );
+            if store::fail(&self.pool, task_id, &reason).await? {
+                self.metrics.processed.with_label_values(&["failure"]).inc();
+                tracing::error!(%task_id, user_id = %event.user_id, attempts = attempts - 1, "task failed: it stopped the worker every time");
+            }
+            return Ok(());
+        }
         let _active = Active::start(&self.metrics.active);
         let timer = self.metrics.processing_duration.start_timer();
         let limits = self.limits.clone();
@@ -145,15 +177,19 @@ impl TaskConsumer {
             .unwrap_or_else(|e| Err(format!("image processing crashed: {e}")));
         match outcome {
             Ok(thumbnail) => {
-                store::complete(&self.pool, task_id, &thumbnail).await?;
-                self.metrics.processed.with_label_values(&["success"]).inc();
-                tracing::info!(%task_id, user_id = %event.user_id, width = thumbnail.width, height = thumbnail.height, "task completed");
+                if store::complete(&self.pool, task_id, &thumbnail).await? {
+                    self.metrics.processed.with_label_values(&["success"]).inc();
+                    tracing::info!(%task_id, user_id = %event.user_id, width = thumbnail.width, height = thumbnail.height, attempts, "task completed");
+                } else {
+                    tracing::info!(%task_id, "task completed by another delivery meanwhile; not counted again");
+                }
             }
             Err(reason) => {
-                store::fail(&self.pool, task_id, &reason).await?;
-                self.metrics.processed.with_label_values(&["failure"]).inc();
-                // The image is the client's fault, not the system's.
-                tracing::warn!(%task_id, user_id = %event.user_id, error = %reason, "task failed");
+                if store::fail(&self.pool, task_id, &reason).await? {
+                    self.metrics.processed.with_label_values(&["failure"]).inc();
+                    // The image is the client's fault, not the system's.
+                    tracing::warn!(%task_id, user_id = %event.user_id, error = %reason, "task failed");
+                }
             }
         }
         timer.observe_duration();

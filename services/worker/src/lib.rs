@@ -59,8 +59,12 @@ impl Worker {
             tracing::error!(error = %e, "cannot ensure the Kafka topic; consuming anyway");
         }
         let consumer = consumer::TaskConsumer {
-            consumer: consumer::consumer(&settings.kafka.brokers, &settings.kafka_group_id)
-                .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?,
+            consumer: consumer::consumer(
+                &settings.kafka.brokers,
+                &settings.kafka_group_id,
+                settings.kafka_group_instance_id.as_deref(),
+            )
+            .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?,
             pool: pool.clone(),
             metrics: metrics.clone(),
             limits: Arc::new(Limits {
@@ -69,6 +73,7 @@ impl Worker {
                 max_alloc: settings.max_decode_bytes,
             }),
             retry_interval: settings.retry_interval,
+            max_attempts: i32::try_from(settings.max_task_attempts).unwrap_or(i32::MAX),
         };
         consumer
             .subscribe(&settings.kafka.topic)

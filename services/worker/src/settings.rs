@@ -18,6 +18,12 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// `KAFKA_GROUP_ID` (default `pixelflow-workers`).
     pub kafka_group_id: String,
+    /// `KAFKA_GROUP_INSTANCE_ID` (default unset): a static group member id,
+    /// stable across restarts of this worker (compose sets `worker-1`).
+    pub kafka_group_instance_id: Option<String>,
+    /// `MAX_TASK_ATTEMPTS` (default 3): claims of one task whose worker
+    /// stopped mid-way before the task is marked FAILED.
+    pub max_task_attempts: u32,
     /// `THUMBNAIL_SIZE` (default 256): thumbnails fit a square of this side.
     pub thumbnail_size: u32,
     /// `MAX_IMAGE_DIMENSION` (default 10000): larger images are refused
@@ -44,6 +50,8 @@ impl Settings {
             database: DatabaseSettings::from_env(env, 5)?,
             kafka: KafkaSettings::from_env(env)?,
             kafka_group_id: env.or("KAFKA_GROUP_ID", "pixelflow-workers".to_string())?,
+            kafka_group_instance_id: env.raw("KAFKA_GROUP_INSTANCE_ID"),
+            max_task_attempts: env.checked("MAX_TASK_ATTEMPTS", 3u32, positive)?,
             thumbnail_size: env.checked("THUMBNAIL_SIZE", 256, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
             max_decode_bytes: env.checked("MAX_DECODE_BYTES", 512 * 1024 * 1024, positive)?,

@@ -6,23 +6,37 @@ use uuid::Uuid;
 
 use crate::thumbnail::Thumbnail;
 
-/// Marks the task PROCESSING and returns its image; `None` when the task is
-/// already COMPLETED or FAILED (a repeated event) or does not exist.
-pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE tasks SET status = 'PROCESSING', updated_at = clock_timestamp() \
-         WHERE id = $1 AND status IN ('PENDING', 'PROCESSING') RETURNING image",
+/// A claimed task: its image and how many claims it has had, this one
+/// included.
+pub struct Claimed {
+    pub image: Vec<u8>,
+    pub attempts: i32,
+}
+
+/// Marks the task PROCESSING, counts the attempt and returns its image;
+/// `None` when the task is already COMPLETED or FAILED (a repeated event)
+/// or does not exist. A task found PROCESSING was left so by a worker that
+/// stopped mid-way: it is claimed again, one attempt more.
+pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Claimed>, sqlx::Error> {
+    let row: Option<(Vec<u8>, i32)> = sqlx::query_as(
+        "UPDATE tasks SET status = 'PROCESSING', attempts = attempts + 1, \
+         updated_at = clock_timestamp() \
+         WHERE id = $1 AND status IN ('PENDING', 'PROCESSING') RETURNING image, attempts",
     )
     .bind(task_id)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|(image, attempts)| Claimed { image, attempts }))
 }
 
+/// Stores the thumbnail; false when the task was no longer PROCESSING
+/// (another delivery of the same event recorded an outcome first), so the
+/// caller counts each task once.
 pub async fn complete(
     pool: &PgPool,
     task_id: Uuid,
     thumbnail: &Thumbnail,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE tasks SET status = 'COMPLETED', result = $2, result_width = $3, \
          result_height = $4, error = NULL, updated_at = clock_timestamp() \
@@ -34,10 +48,11 @@ pub async fn complete(
     .bind(i32::try_from(thumbnail.height).unwrap_or(i32::MAX))
     .execute(pool)
     .await
-    .map(|_| ())
+    .map(|done| done.rows_affected() == 1)
 }
 
-pub async fn fail(pool: &PgPool, task_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+/// Marks the task FAILED with `reason`; false as for [`complete`].
+pub async fn fail(pool: &PgPool, task_id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE tasks SET status = 'FAILED', error = $2, updated_at = clock_timestamp() \
          WHERE id = $1 AND status = 'PROCESSING'",
@@ -46,5 +61,5 @@ pub async fn fail(pool: &PgPool, task_id: Uuid, reason: &str) -> Result<(), sqlx
     .bind(reason)
     .execute(pool)
     .await
-    .map(|_| ())
+    .map(|done| done.rows_affected() == 1)
 }

@@ -98,6 +98,11 @@ impl Service {
             .expect("VmRSS")
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: no cleanup of any kind.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
+    }
+
     /// SIGTERM, then the exit status and what it logged.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.pid();
@@ -182,8 +187,14 @@ impl Stack {
     }
 
     pub fn worker(&self, logs: &std::path::Path) -> Service {
+        self.worker_with(logs, &[])
+    }
+
+    /// worker with `extra` settings on top of the stack's.
+    pub fn worker_with(&self, logs: &std::path::Path, extra: &[(&'static str, String)]) -> Service {
         let mut env = self.common("METRICS_PORT", self.ports.2);
         env.push(("KAFKA_GROUP_ID", self.group.clone()));
+        env.extend_from_slice(extra);
         Service::spawn("worker", self.ports.2, &env, logs)
     }
 }

@@ -1,0 +1,200 @@
+//! The services as processes under faults, with exact outcomes: a worker
+//! killed mid-task, and a task that kills every worker that takes it.
+//!
+//! Workers run as static group members (`KAFKA_GROUP_INSTANCE_ID`), as in
+//! the compose stack: the stand-in broker never evicts a killed member, and
+//! with static membership a restarted worker takes its partitions back.
+
+use std::time::Duration;
+
+use pixelflow_e2e::{Service, Stack};
+use pixelflow_testkit::eventually;
+use serde_json::{json, Value};
+
+const SECRET: &str = "faults-secret-0123456789";
+
+struct Client {
+    http: reqwest::Client,
+    api: String,
+    bearer: String,
+}
+
+impl Client {
+    async fn new(auth: &Service, api: &Service) -> Self {
+        let http = reqwest::Client::new();
+        let email = format!("{}@example.com", pixelflow_testkit::unique("faults-"));
+        let credentials = json!({"email": email, "password": "correct horse"});
+        let registered = http
+            .post(format!("{}/register", auth.base))
+            .json(&credentials)
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(registered.status(), 201);
+        let login: Value = http
+            .post(format!("{}/login", auth.base))
+            .json(&credentials)
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login json");
+        let bearer = format!("Bearer {}", login["token"].as_str().expect("token"));
+        Self {
+            http,
+            api: api.base.clone(),
+            bearer,
+        }
+    }
+
+    async fn upload(&self, png: Vec<u8>) -> String {
+        let response = self
+            .http
+            .post(format!("{}/api/upload", self.api))
+            .header("Authorization", &self.bearer)
+            .header("Content-Type", "image/png")
+            .body(png)
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), 201);
+        let task: Value = response.json().await.expect("task json");
+        task["id"].as_str().expect("id").to_string()
+    }
+
+    async fn task(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/api/tasks/{id}", self.api))
+            .header("Authorization", &self.bearer)
+            .send()
+            .await
+            .expect("task")
+            .json()
+            .await
+            .expect("task json")
+    }
+
+    /// Waits for the task to leave PENDING and PROCESSING; its final state.
+    async fn settled(&self, id: &str, within: Duration) -> Value {
+        eventually(&format!("task {id} to settle"), within, || async {
+            let task = self.task(id).await;
+            matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")).then_some(task)
+        })
+        .await
+    }
+}
+
+/// Waits until the worker is processing a task.
+async fn busy(worker: &Service) {
+    eventually(
+        "the worker to be processing",
+        Duration::from_secs(60),
+        || async {
+            let m = worker.metrics().await;
+            (m.value_or_zero("worker_active_processing_tasks", &[]) >= 1.0).then_some(())
+        },
+    )
+    .await;
+}
+
+fn static_member() -> [(&'static str, String); 1] {
+    [("KAFKA_GROUP_INSTANCE_ID", "worker-under-test".to_string())]
+}
+
+/// A PNG that takes the worker seconds to thumbnail: time to kill it.
+fn slow_png() -> Vec<u8> {
+    pixelflow_testkit::png_plain(8000, 8000)
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_is_replaced_and_the_task_completes_once() {
+    let stack = Stack::fresh(SECRET).await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let api = stack.api(logs.path());
+    let worker = stack.worker_with(logs.path(), &static_member());
+    let http = reqwest::Client::new();
+    for service in [&auth, &api, &worker] {
+        service.ready(&http).await;
+    }
+    let client = Client::new(&auth, &api).await;
+    let id = client.upload(slow_png()).await;
+    busy(&worker).await;
+    assert_eq!(client.task(&id).await["status"], "PROCESSING");
+    worker.kill().await;
+
+    let worker = stack.worker_with(logs.path(), &static_member());
+    worker.ready(&http).await;
+    let task = client.settled(&id, Duration::from_secs(120)).await;
+    assert_eq!(task["status"], "COMPLETED", "{task}");
+    // The new worker counted it exactly once (it starts from zero; the
+    // killed one never recorded an outcome).
+    let succeeded = |m: &pixelflow_testkit::Exposition| {
+        m.value_or_zero("worker_tasks_processed_total", &[("status", "success")])
+    };
+    eventually(
+        "the success to be counted",
+        Duration::from_secs(10),
+        || async { (succeeded(&worker.metrics().await) >= 1.0).then_some(()) },
+    )
+    .await;
+    let m = worker.metrics().await;
+    assert_eq!(succeeded(&m), 1.0);
+    assert_eq!(
+        m.value_or_zero("worker_tasks_processed_total", &[("status", "failure")]),
+        0.0
+    );
+    assert_eq!(m.value("worker_active_processing_tasks", &[]), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_complete() {
+    let stack = Stack::fresh(SECRET).await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let api = stack.api(logs.path());
+    let settings = [
+        ("KAFKA_GROUP_INSTANCE_ID", "worker-under-test".to_string()),
+        ("MAX_TASK_ATTEMPTS", "2".to_string()),
+    ];
+    let mut worker = stack.worker_with(logs.path(), &settings);
+    let http = reqwest::Client::new();
+    for service in [&auth, &api, &worker] {
+        service.ready(&http).await;
+    }
+    let client = Client::new(&auth, &api).await;
+    let poison = client.upload(slow_png()).await;
+    busy(&worker).await;
+    let behind = [
+        client.upload(pixelflow_testkit::png(64, 48)).await,
+        client.upload(pixelflow_testkit::png(64, 48)).await,
+    ];
+    // Two attempts, each ended by the worker dying mid-way (SIGKILL stands
+    // in for whatever this image does to it).
+    for attempt in 1..=2 {
+        assert_eq!(
+            client.task(&poison).await["status"],
+            "PROCESSING",
+            "attempt {attempt}"
+        );
+        worker.kill().await;
+        worker = stack.worker_with(logs.path(), &settings);
+        worker.ready(&http).await;
+        if attempt < 2 {
+            busy(&worker).await;
+        }
+    }
+    let task = client.settled(&poison, Duration::from_secs(120)).await;
+    assert_eq!(task["status"], "FAILED", "{task}");
+    assert!(
+        task["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("gave up after 2 attempts")),
+        "{task}"
+    );
+    for id in &behind {
+        let task = client.settled(id, Duration::from_secs(120)).await;
+        assert_eq!(task["status"], "COMPLETED", "{task}");
+    }
+}
