@@ -178,6 +178,38 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Result<Strin
     Ok(String::from_utf8_lossy(&got).into_owned())
 }
 
+/// Sends `opening`, then one `byte` every `interval` (a slowloris client),
+/// until the server closes the connection; what it answered, or `Err` if
+/// it kept the connection for 5 s.
+async fn trickle_until_closed(
+    mut stream: TcpStream,
+    opening: &[u8],
+    byte: &'static [u8],
+    interval: Duration,
+) -> Result<String, String> {
+    stream.write_all(opening).await.expect("write");
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        while writer.write_all(byte).await.is_ok() {
+            tokio::time::sleep(interval).await;
+        }
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    trickle.abort();
+    read.map_err(|_| "still open after 5 s".to_string())?;
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed_after_the_timeout_while_normal_requests_are_served() {
     let stack = Stack::fresh(SECRET).await;
@@ -209,72 +241,30 @@ async fn slow_and_idle_connections_are_closed_after_the_timeout_while_normal_req
                 let mut stream = TcpStream::connect(&addr).await.expect("connect");
                 match kind {
                     "headers" => {
-                        stream
-                            .write_all(b"POST /login HTTP/1.1\r\nHost: x\r\n")
+                        let opening = b"POST /login HTTP/1.1\r\nHost: x\r\n";
+                        trickle_until_closed(stream, opening, b"X", Duration::from_millis(200))
                             .await
-                            .expect("write");
-                        let (mut reader, mut writer) = stream.into_split();
-                        let trickle = tokio::spawn(async move {
-                            while writer.write_all(b"X").await.is_ok() {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            }
-                        });
-                        let mut buf = [0u8; 256];
-                        let closed = tokio::time::timeout(Duration::from_secs(5), async {
-                            while let Ok(n) = reader.read(&mut buf).await {
-                                if n == 0 {
-                                    break;
-                                }
-                            }
-                        })
-                        .await;
-                        trickle.abort();
-                        closed
-                            .map(|_| String::new())
-                            .map_err(|_| format!("{kind}: still open after 5 s"))
+                            .map_err(|e| format!("{kind}: {e}"))
                     }
                     "keep-alive" => {
                         stream
                             .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                             .await
                             .expect("write");
-                        let answer = closed_within(&mut stream, Duration::from_secs(5)).await;
-                        match answer {
+                        match closed_within(&mut stream, Duration::from_secs(5)).await {
                             Ok(text) if text.starts_with("HTTP/1.1 200") => Ok(text),
                             Ok(text) => Err(format!("{kind}: answered {text}")),
                             Err(e) => Err(format!("{kind}: {e}")),
                         }
                     }
                     "body" => {
-                        stream
-                            .write_all(
-                                b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
-                            )
+                        let opening = b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
+                        match trickle_until_closed(stream, opening, b" ", Duration::from_millis(300))
                             .await
-                            .expect("write");
-                        let (mut reader, mut writer) = stream.into_split();
-                        let trickle = tokio::spawn(async move {
-                            while writer.write_all(b" ").await.is_ok() {
-                                tokio::time::sleep(Duration::from_millis(300)).await;
-                            }
-                        });
-                        let mut got = Vec::new();
-                        let mut buf = [0u8; 1024];
-                        let read = tokio::time::timeout(Duration::from_secs(5), async {
-                            while let Ok(n) = reader.read(&mut buf).await {
-                                if n == 0 {
-                                    break;
-                                }
-                                got.extend_from_slice(&buf[..n]);
-                            }
-                        })
-                        .await;
-                        trickle.abort();
-                        let text = String::from_utf8_lossy(&got).into_owned();
-                        match read {
-                            Ok(()) if text.starts_with("HTTP/1.1 408") => Ok(text),
-                            Ok(()) => Err(format!("{kind}: answered {text:?}")),
-                            Err(_) => Err(format!("{kind}: still open after 5 s")),
+                        {
+                            Ok(text) if text.starts_with("HTTP/1.1 408") => Ok(text),
+                            Ok(text) => Err(format!("{kind}: answered {text:?}")),
+                            Err(e) => Err(format!("{kind}: {e}")),
                         }
                     }
                     _ => closed_within(&mut stream, Duration::from_secs(5))
