@@ -66,6 +66,7 @@ impl Application {
             producer,
             kafka: settings.kafka.clone(),
             timeout: settings.kafka_message_timeout,
+            idempotent: settings.kafka_enable_idempotence,
             poll_interval: settings.outbox_poll_interval,
             metrics: metrics.clone(),
             wake: wake.clone(),

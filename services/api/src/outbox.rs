@@ -6,11 +6,16 @@
 //! side by side without publishing one event twice in the normal case. A
 //! crash between the broker's ack and the delete republishes an event: the
 //! worker treats a repeated event as a no-op.
+//!
+//! A batch is sent at once (the producer pipelines it), so its rows stay
+//! locked for about one acknowledgement, or one `timeout` while the broker
+//! is away, not one per row. A producer that reports a fatal error (after
+//! which librdkafka never sends again) is replaced by a new one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
@@ -25,6 +30,8 @@ pub struct Relay {
     pub producer: FutureProducer,
     pub kafka: pixelflow_common::kafka::KafkaSettings,
     pub timeout: Duration,
+    /// `enable.idempotence` of the producer, to build a replacement alike.
+    pub idempotent: bool,
     pub poll_interval: Duration,
     pub metrics: ApiMetrics,
     pub wake: Arc<Notify>,
@@ -118,25 +125,30 @@ impl Relay {
             if rows.is_empty() {
                 return Ok(());
             }
-            for (id, task_id, payload) in rows {
+            let sends = rows.iter().map(|(_, task_id, payload)| {
                 let key = task_id.to_string();
-                let record = FutureRecord::to(&self.kafka.topic)
-                    .key(&key)
-                    .payload(&payload);
-                match self
-                    .producer
-                    .send(record, Timeout::After(self.timeout))
-                    .await
-                {
-                    Ok(_) => {
-                        sqlx::query("DELETE FROM task_outbox WHERE id = $1")
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                        self.metrics.kafka_published.inc();
+                let producer = &self.producer;
+                let topic = &self.kafka.topic;
+                let timeout = self.timeout;
+                async move {
+                    let record = FutureRecord::to(topic).key(&key).payload(payload);
+                    producer
+                        .send(record, Timeout::After(timeout))
+                        .await
+                        .map(|_| ())
+                        .map_err(|(error, _)| error)
+                }
+            });
+            let outcomes = futures::future::join_all(sends).await;
+            let mut published = Vec::new();
+            let mut first_failure = None;
+            for ((id, task_id, _), outcome) in rows.iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => {
+                        published.push(*id);
                         tracing::info!(%task_id, "task event published");
                     }
-                    Err((error, _)) => {
+                    Err(error) => {
                         self.metrics.kafka_publish_errors.inc();
                         let error = error.to_string();
                         sqlx::query(
@@ -147,12 +159,40 @@ impl Relay {
                         .bind(&error)
                         .execute(&mut *tx)
                         .await?;
-                        tx.commit().await?;
-                        return Err(RelayError::Publish { task_id, error });
+                        first_failure.get_or_insert(RelayError::Publish {
+                            task_id: *task_id,
+                            error,
+                        });
                     }
                 }
             }
+            sqlx::query("DELETE FROM task_outbox WHERE id = ANY($1)")
+                .bind(&published)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
+            self.metrics.kafka_published.inc_by(published.len() as u64);
+            if let Some(failure) = first_failure {
+                self.replace_producer_if_fatal();
+                return Err(failure);
+            }
+        }
+    }
+
+    /// After a fatal error librdkafka's producer refuses every send for
+    /// good; only a new one can publish again.
+    fn replace_producer_if_fatal(&mut self) {
+        let Some((code, reason)) = self.producer.client().fatal_error() else {
+            return;
+        };
+        match producer(&self.kafka.brokers, self.timeout, self.idempotent) {
+            Ok(fresh) => {
+                tracing::error!(?code, %reason, "Kafka producer hit a fatal error; replaced by a new one");
+                self.producer = fresh;
+            }
+            Err(e) => {
+                tracing::error!(?code, %reason, error = %e, "Kafka producer hit a fatal error and cannot be replaced yet")
+            }
         }
     }
 

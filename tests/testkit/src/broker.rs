@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 pub struct Broker {
     pub port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -24,11 +24,24 @@ impl Broker {
     pub async fn start(port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let child = spawn(dir.path(), port);
-        let broker = Self {
-            port,
-            child,
-            _dir: dir,
-        };
+        let broker = Self { port, child, dir };
+        broker.accepting().await;
+        broker
+    }
+
+    /// Kills the broker process (SIGKILL), keeping its data: an outage.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Starts the broker again on its port with the data it had.
+    pub async fn restart(&mut self) {
+        self.child = spawn(self.dir.path(), self.port);
+        self.accepting().await;
+    }
+
+    async fn accepting(&self) {
+        let port = self.port;
         crate::eventually(
             &format!("tansu to accept connections on port {port}"),
             Duration::from_secs(30),
@@ -40,7 +53,6 @@ impl Broker {
             },
         )
         .await;
-        broker
     }
 
     pub fn address(&self) -> String {
