@@ -72,7 +72,7 @@ async fn upload(
     })?;
     let task = tasks::create(&state.pool, user_id, &image)
         .await
-        .map_err(|e| ApiError::internal("cannot store task", &e))?;
+        .map_err(|e| ApiError::database("cannot store task", &e))?;
     state.outbox.notify_one();
     state.metrics.tasks_created.inc();
     tracing::info!(%user_id, task_id = %task.id, bytes = image.bytes.len(), "task created");
@@ -101,7 +101,7 @@ async fn list(
     }
     let tasks = tasks::list(&state.pool, user_id, limit)
         .await
-        .map_err(|e| ApiError::internal("cannot list tasks", &e))?;
+        .map_err(|e| ApiError::database("cannot list tasks", &e))?;
     state.metrics.tasks_retrieved.inc();
     Ok(Json(tasks))
 }
@@ -123,7 +123,7 @@ async fn get_task(
     let id = task_id(path)?;
     let task = tasks::get(&state.pool, user_id, id)
         .await
-        .map_err(|e| ApiError::internal("cannot read task", &e))?
+        .map_err(|e| ApiError::database("cannot read task", &e))?
         .ok_or_else(no_such_task)?;
     state.metrics.tasks_retrieved.inc();
     Ok(Json(task))
@@ -137,7 +137,7 @@ async fn result(
     let id = task_id(path)?;
     let (status, error, result) = tasks::result(&state.pool, user_id, id)
         .await
-        .map_err(|e| ApiError::internal("cannot read task result", &e))?
+        .map_err(|e| ApiError::database("cannot read task result", &e))?
         .ok_or_else(no_such_task)?;
     match (status.as_str(), result) {
         ("COMPLETED", Some(png)) => {

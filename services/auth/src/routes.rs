@@ -101,7 +101,7 @@ async fn register(
         .map_err(hashing_error)?;
     let inserted = users::insert(&state.pool, &state.metrics.db_query_duration, &email, &hash)
         .await
-        .map_err(|e| ApiError::internal("cannot store user", &e))?;
+        .map_err(|e| ApiError::database("cannot store user", &e))?;
     match inserted {
         Some(user_id) => {
             state.metrics.registrations.inc();
@@ -139,7 +139,7 @@ async fn login(
     }
     let user = users::find_by_email(&state.pool, &state.metrics.db_query_duration, &email)
         .await
-        .map_err(|e| ApiError::internal("cannot look up user", &e))?;
+        .map_err(|e| ApiError::database("cannot look up user", &e))?;
     // Unknown emails are checked against a decoy hash, so both failures take
     // the same time and get the same answer.
     let (user_id, phc) = match &user {

@@ -49,11 +49,42 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// A database failure: 503 with `Retry-After` when the database cannot
+    /// be reached (down, restarting, every connection busy past the pool's
+    /// acquire timeout), so clients know to retry; 500 for anything else.
+    /// Logged at error level either way.
+    pub fn database(context: &str, cause: &sqlx::Error) -> Self {
+        if is_unreachable(cause) {
+            tracing::error!(error = %cause, "{context}: database unavailable");
+            Self::unavailable("database unavailable; try again shortly").retry_after(1)
+        } else {
+            Self::internal(context, cause)
+        }
+    }
+
     /// A system failure. The cause is logged at error level here, with its
     /// context, and the client only learns that something went wrong.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "{context}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+/// Whether `e` means "cannot reach the database now" rather than a fault in
+/// the query or the data.
+fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exceptions; 57P01-57P03: the server is
+        // shutting down or starting up.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

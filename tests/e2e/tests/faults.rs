@@ -278,3 +278,96 @@ async fn a_thirty_second_broker_outage_loses_no_upload_and_every_task_completes_
     );
     broker.stop().await;
 }
+
+/// What `/ready` answers, with its body.
+async fn readiness(http: &reqwest::Client, service: &Service) -> (u16, Value) {
+    let response = http
+        .get(format!("{}/ready", service.base))
+        .send()
+        .await
+        .expect("ready answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_postgres_restart_gets_json_503s_meanwhile_and_every_service_recovers_by_itself() {
+    let database = pixelflow_testkit::PrivatePostgres::start().await;
+    let mut stack = Stack::fresh(SECRET).await;
+    stack.database_url = database.url();
+    let logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let api = stack.api(logs.path());
+    let worker = stack.worker_with(logs.path(), &static_member());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    for service in [&auth, &api, &worker] {
+        service.ready(&http).await;
+    }
+    let client = Client::new(&auth, &api).await;
+    let first = client.upload(pixelflow_testkit::png(64, 48)).await;
+    assert_eq!(
+        client.settled(&first, Duration::from_secs(60)).await["status"],
+        "COMPLETED"
+    );
+
+    database.stop().await;
+    // Each request is answered, a JSON 503 with Retry-After, well within
+    // the client's 15 s timeout: none hangs.
+    let requests = [
+        (
+            "login",
+            http.post(format!("{}/login", auth.base))
+                .json(&json!({"email": "someone@example.com", "password": "x"})),
+        ),
+        (
+            "upload",
+            http.post(format!("{}/api/upload", api.base))
+                .header("Authorization", &client.bearer)
+                .header("Content-Type", "image/png")
+                .body(pixelflow_testkit::png(64, 48)),
+        ),
+        (
+            "list",
+            http.get(format!("{}/api/tasks", api.base))
+                .header("Authorization", &client.bearer),
+        ),
+    ];
+    for (what, request) in requests {
+        let response = request.send().await.expect("an answer");
+        assert_eq!(response.status(), 503, "{what}");
+        assert!(response.headers().contains_key("retry-after"), "{what}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(
+            body["error"], "database unavailable; try again shortly",
+            "{what}"
+        );
+    }
+    for service in [&auth, &api, &worker] {
+        let (status, body) = readiness(&http, service).await;
+        assert_eq!(status, 503, "{}: {body}", service.name);
+        let text = body.to_string();
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("Connection refused"),
+            "{} /ready hands out the raw error: {text}",
+            service.name
+        );
+    }
+
+    database.up().await;
+    for service in [&auth, &api, &worker] {
+        eventually(
+            &format!("{} to be ready again", service.name),
+            Duration::from_secs(60),
+            || async { (readiness(&http, service).await.0 == 200).then_some(()) },
+        )
+        .await;
+    }
+    let after = client.upload(pixelflow_testkit::png(64, 48)).await;
+    assert_eq!(
+        client.settled(&after, Duration::from_secs(60)).await["status"],
+        "COMPLETED"
+    );
+}

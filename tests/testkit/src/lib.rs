@@ -12,6 +12,7 @@
 mod broker;
 mod images;
 mod metrics;
+mod postgres;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub use broker::Broker;
 pub use images::{jpeg, png, png_claiming, png_plain};
 pub use metrics::{assert_meets_spec, assert_promtool_clean, scrape};
 pub use pixelflow_verify::Exposition;
+pub use postgres::PrivatePostgres;
 
 /// Every database a test creates has this prefix; `tests/run` drops
 /// leftovers from earlier runs by it.
