@@ -79,6 +79,8 @@ impl Application {
             limits: Arc::new(upload::Limits {
                 max_bytes: settings.max_upload_bytes,
                 max_dimension: settings.max_image_dimension,
+                max_pixels: settings.max_image_pixels,
+                max_active_tasks_per_user: i64::from(settings.max_active_tasks_per_user),
             }),
             outbox: wake,
             broker: pixelflow_common::kafka::BrokerProbe::new(&settings.kafka.brokers)

@@ -70,9 +70,25 @@ async fn upload(
     let image = upload::read(req, &state.limits).await.inspect_err(|e| {
         tracing::warn!(%user_id, error = %e.message, "upload refused");
     })?;
-    let task = tasks::create(&state.pool, user_id, &image)
-        .await
-        .map_err(|e| ApiError::database("cannot store task", &e))?;
+    let created = tasks::create(
+        &state.pool,
+        user_id,
+        &image,
+        state.limits.max_active_tasks_per_user,
+    )
+    .await
+    .map_err(|e| ApiError::database("cannot store task", &e))?;
+    let task = match created {
+        tasks::Created::Task(task) => task,
+        tasks::Created::TooMany { active } => {
+            tracing::warn!(%user_id, active, "upload refused: too many active tasks");
+            return Err(ApiError::too_many_requests(format!(
+                "{active} of your tasks are still waiting or processing, the most allowed; \
+                 upload again when some have finished"
+            ))
+            .retry_after(5));
+        }
+    };
     state.outbox.notify_one();
     state.metrics.tasks_created.inc();
     tracing::info!(%user_id, task_id = %task.id, bytes = image.bytes.len(), "task created");

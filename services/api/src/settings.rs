@@ -39,6 +39,12 @@ pub struct Settings {
     /// `MAX_IMAGE_DIMENSION` (default 10000): the largest width or height
     /// accepted, read from the image header before anything is decoded.
     pub max_image_dimension: u32,
+    /// `MAX_IMAGE_PIXELS` (default 64000000): the most pixels (width ×
+    /// height, from the header) accepted.
+    pub max_image_pixels: u64,
+    /// `MAX_ACTIVE_TASKS_PER_USER` (default 20): uploads beyond this many of
+    /// one user's tasks PENDING or PROCESSING get 429.
+    pub max_active_tasks_per_user: u32,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
     /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
@@ -66,6 +72,8 @@ impl Settings {
             auth_timeout: millis("AUTH_TIMEOUT_MS", 3000)?,
             max_upload_bytes: env.checked("MAX_UPLOAD_BYTES", 10 * 1024 * 1024, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
+            max_image_pixels: env.checked("MAX_IMAGE_PIXELS", 64_000_000, positive)?,
+            max_active_tasks_per_user: env.checked("MAX_ACTIVE_TASKS_PER_USER", 20, positive)?,
             log_level: pixelflow_common::logging::level_from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,
         })

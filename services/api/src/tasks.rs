@@ -27,10 +27,41 @@ pub struct Task {
 const TASK_COLUMNS: &str = "id, status, content_type, width, height, result_width, \
      result_height, error, created_at, updated_at";
 
+/// What an upload became.
+pub enum Created {
+    Task(Task),
+    /// The user already has `active` tasks waiting or processing, the most
+    /// allowed: nothing was stored.
+    TooMany {
+        active: i64,
+    },
+}
+
 /// Stores the task and its event in one transaction: either both exist or
-/// neither does, so a task can never miss its event.
-pub async fn create(pool: &PgPool, user_id: Uuid, upload: &Upload) -> Result<Task, sqlx::Error> {
+/// neither does, so a task can never miss its event. A user may have at
+/// most `max_active` tasks PENDING or PROCESSING: one client cannot queue
+/// unbounded work for the worker. The count is taken under a per-user
+/// advisory lock, so concurrent uploads cannot overshoot it.
+pub async fn create(
+    pool: &PgPool,
+    user_id: Uuid,
+    upload: &Upload,
+    max_active: i64,
+) -> Result<Created, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    let active: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks WHERE user_id = $1 AND status IN ('PENDING', 'PROCESSING')",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if active >= max_active {
+        return Ok(Created::TooMany { active });
+    }
     let task: Task = sqlx::query_as(&format!(
         "INSERT INTO tasks (id, user_id, status, content_type, width, height, image) \
          VALUES ($1, $2, 'PENDING', $3, $4, $5, $6) RETURNING {TASK_COLUMNS}"
@@ -56,7 +87,7 @@ pub async fn create(pool: &PgPool, user_id: Uuid, upload: &Upload) -> Result<Tas
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(task)
+    Ok(Created::Task(task))
 }
 
 /// The user's tasks, newest first.

@@ -25,6 +25,10 @@ pub struct Upload {
 pub struct Limits {
     pub max_bytes: usize,
     pub max_dimension: u32,
+    /// Width × height, read from the header: what the worker would decode.
+    pub max_pixels: u64,
+    /// Tasks one user may have PENDING or PROCESSING.
+    pub max_active_tasks_per_user: i64,
 }
 
 const SUPPORTED: &str =
@@ -169,6 +173,16 @@ pub fn inspect(bytes: Bytes, declared: Option<&str>, limits: &Limits) -> Result<
             ),
         ));
     }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "image is {width}x{height} ({pixels} pixels); at most {} pixels are accepted",
+                limits.max_pixels
+            ),
+        ));
+    }
     Ok(Upload {
         bytes,
         content_type,
@@ -184,7 +198,23 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_bytes: 1024 * 1024,
         max_dimension: 10_000,
+        max_pixels: 64_000_000,
+        max_active_tasks_per_user: 20,
     };
+
+    #[test]
+    fn an_image_over_the_pixel_cap_is_refused_from_its_header() {
+        // 10000×10000 is within the dimension limit; its 100 M pixels are not.
+        let Err(err) = inspect(
+            pixelflow_testkit::png_claiming(10_000, 10_000).into(),
+            Some("image/png"),
+            &LIMITS,
+        ) else {
+            panic!("a 100 M pixel image was accepted");
+        };
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(err.message.contains("100000000 pixels"), "{}", err.message);
+    }
 
     #[test]
     fn a_real_png_passes_with_its_dimensions() {

@@ -151,6 +151,13 @@ async fn every_bad_request_is_a_json_4xx_and_leaves_nothing_behind() {
             422,
         ),
         upload(
+            "PNG claiming 10000x10000, over the pixel cap",
+            me.clone(),
+            Some("image/png"),
+            pixelflow_testkit::png_claiming(10_000, 10_000),
+            422,
+        ),
+        upload(
             "JPEG declared as PNG",
             me.clone(),
             Some("image/png"),

@@ -324,3 +324,39 @@ async fn readiness_reports_database_broker_and_auth() {
         .collect();
     assert_eq!(names, ["database", "kafka", "auth"]);
 }
+
+#[tokio::test]
+async fn a_user_cannot_queue_more_than_the_active_task_limit_even_all_at_once() {
+    let api = spawn_api_with(Options {
+        extra: vec![("MAX_ACTIVE_TASKS_PER_USER", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let (bearer, _) = api.user().await;
+    // No worker runs: every accepted task stays PENDING.
+    let uploads = (0..6).map(|_| api.upload(&bearer, "image/png", pixelflow_testkit::png(8, 8)));
+    let answers = futures::future::join_all(uploads).await;
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let refused: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!((created, refused.len()), (2, 4), "{answers:?}");
+    assert!(
+        refused[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("still waiting or processing")),
+        "{}",
+        refused[0]
+    );
+    // Another user is not held back by this one.
+    let (other, _) = api.user().await;
+    let (status, _) = api
+        .upload(&other, "image/png", pixelflow_testkit::png(8, 8))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}

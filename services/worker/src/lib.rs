@@ -70,6 +70,7 @@ impl Worker {
             limits: Arc::new(Limits {
                 size: settings.thumbnail_size,
                 max_dimension: settings.max_image_dimension,
+                max_pixels: settings.max_image_pixels,
                 max_alloc: settings.max_decode_bytes,
             }),
             retry_interval: settings.retry_interval,

@@ -32,6 +32,9 @@ pub struct Settings {
     /// `MAX_DECODE_BYTES` (default 512 MiB): the most memory one decode may
     /// allocate.
     pub max_decode_bytes: u64,
+    /// `MAX_IMAGE_PIXELS` (default 64000000): width × height, from the
+    /// header, beyond which an image is not decoded.
+    pub max_image_pixels: u64,
     /// `RETRY_INTERVAL_MS` (default 1000): the wait before retrying after the
     /// database or broker failed.
     pub retry_interval: Duration,
@@ -55,6 +58,7 @@ impl Settings {
             thumbnail_size: env.checked("THUMBNAIL_SIZE", 256, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
             max_decode_bytes: env.checked("MAX_DECODE_BYTES", 512 * 1024 * 1024, positive)?,
+            max_image_pixels: env.checked("MAX_IMAGE_PIXELS", 64_000_000, positive)?,
             retry_interval: Duration::from_millis(env.checked(
                 "RETRY_INTERVAL_MS",
                 1000u64,

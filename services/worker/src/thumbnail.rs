@@ -8,6 +8,7 @@ pub struct Limits {
     /// Thumbnails fit a `size`×`size` square.
     pub size: u32,
     pub max_dimension: u32,
+    pub max_pixels: u64,
     pub max_alloc: u64,
 }
 
@@ -27,6 +28,19 @@ pub fn make(bytes: &[u8], limits: &Limits) -> Result<Thumbnail, String> {
         .map_err(|e| format!("cannot read image: {e}"))?;
     if reader.format().is_none() {
         return Err("not a recognised image format".into());
+    }
+    // The header alone, before any decoding: api checks the same, but an
+    // event may come from elsewhere.
+    let (width, height) = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .and_then(|header| header.into_dimensions().map_err(std::io::Error::other))
+        .map_err(|e| format!("cannot read image header: {e}"))?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(format!(
+            "image is {width}x{height} ({pixels} pixels), over the limit of {} pixels",
+            limits.max_pixels
+        ));
     }
     let mut decode_limits = image::Limits::default();
     decode_limits.max_image_width = Some(limits.max_dimension);
@@ -60,6 +74,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         size: 256,
         max_dimension: 10_000,
+        max_pixels: 64_000_000,
         max_alloc: 512 * 1024 * 1024,
     };
 
@@ -92,6 +107,16 @@ mod tests {
     fn a_decompression_bomb_is_refused_by_its_header() {
         let err = make(&pixelflow_testkit::png_claiming(100_000, 100_000), &LIMITS).unwrap_err();
         assert!(err.contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn the_pixel_cap_and_the_dimension_limit_are_read_from_the_header() {
+        let err = make(&pixelflow_testkit::png_claiming(10_000, 10_000), &LIMITS).unwrap_err();
+        assert!(err.contains("100000000 pixels"), "{err}");
+        // Few pixels, but one side beyond the dimension limit.
+        let err = make(&pixelflow_testkit::png_claiming(20_000, 10), &LIMITS).unwrap_err();
+        assert!(err.contains("limit"), "{err}");
+        assert!(!err.contains("pixels"), "{err}");
     }
 
     #[test]
