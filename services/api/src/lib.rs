@@ -62,6 +62,7 @@ impl Application {
         )
         .context("cannot create the Kafka producer (KAFKA_BROKERS)")?;
         let relay = outbox::Relay {
+            redeliver_after: settings.task_redeliver_after,
             pool: pool.clone(),
             producer,
             kafka: settings.kafka.clone(),

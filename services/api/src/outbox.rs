@@ -26,6 +26,8 @@ use crate::metrics::ApiMetrics;
 const BATCH: i64 = 100;
 
 pub struct Relay {
+    /// Tasks PENDING this long with no event waiting get their event again.
+    pub redeliver_after: Duration,
     pub pool: PgPool,
     pub producer: FutureProducer,
     pub kafka: pixelflow_common::kafka::KafkaSettings,
@@ -68,6 +70,9 @@ impl Relay {
         loop {
             if !topic_ready {
                 topic_ready = self.ensure_topic().await;
+            }
+            if let Err(e) = self.sweep().await {
+                tracing::error!(error = %e, "cannot look for tasks whose event was lost");
             }
             if topic_ready {
                 match self.drain().await {
@@ -194,6 +199,46 @@ impl Relay {
                 tracing::error!(?code, %reason, error = %e, "Kafka producer hit a fatal error and cannot be replaced yet")
             }
         }
+    }
+
+    /// Queues the event again for every task PENDING longer than
+    /// `redeliver_after` with none waiting: its event was published but
+    /// never led to processing (lost by the broker, skipped by a worker).
+    /// The worker ignores an event for a task no longer PENDING, so a
+    /// redelivery that crosses a late original is harmless. Touching
+    /// `updated_at` spaces the redeliveries of one task.
+    async fn sweep(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let stale: Vec<(Uuid, Uuid, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "UPDATE tasks SET updated_at = clock_timestamp() \
+             WHERE id IN (SELECT t.id FROM tasks t \
+               WHERE t.status = 'PENDING' \
+                 AND t.updated_at < clock_timestamp() - make_interval(secs => $1) \
+                 AND NOT EXISTS (SELECT 1 FROM task_outbox o WHERE o.task_id = t.id) \
+               ORDER BY t.updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, user_id, content_type, created_at",
+        )
+        .bind(self.redeliver_after.as_secs_f64())
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (task_id, user_id, content_type, created_at) in &stale {
+            let event = pixelflow_common::kafka::TaskCreated {
+                task_id: *task_id,
+                user_id: *user_id,
+                content_type: content_type.clone(),
+                created_at: *created_at,
+            };
+            let payload =
+                serde_json::to_string(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            sqlx::query("INSERT INTO task_outbox (task_id, payload) VALUES ($1, $2)")
+                .bind(task_id)
+                .bind(payload)
+                .execute(&mut *tx)
+                .await?;
+            tracing::warn!(%task_id, %user_id, "task still PENDING long after its event went out; event queued again");
+        }
+        tx.commit().await
     }
 
     async fn pending(&self) -> Result<i64, sqlx::Error> {

@@ -30,6 +30,9 @@ pub struct Settings {
     /// `OUTBOX_POLL_INTERVAL_MS` (default 1000): how often unpublished tasks
     /// are retried (new tasks are published at once).
     pub outbox_poll_interval: Duration,
+    /// `TASK_REDELIVER_AFTER_SECONDS` (default 300): a task still PENDING
+    /// this long after its event went out gets the event again.
+    pub task_redeliver_after: Duration,
     /// `AUTH_SERVICE_URL` (default `http://localhost:50051`).
     pub auth_service_url: String,
     /// `AUTH_TIMEOUT_MS` (default 3000).
@@ -65,6 +68,11 @@ impl Settings {
             kafka_message_timeout: millis("KAFKA_MESSAGE_TIMEOUT_MS", 5000)?,
             kafka_enable_idempotence: env.or("KAFKA_ENABLE_IDEMPOTENCE", true)?,
             outbox_poll_interval: millis("OUTBOX_POLL_INTERVAL_MS", 1000)?,
+            task_redeliver_after: Duration::from_secs(env.checked(
+                "TASK_REDELIVER_AFTER_SECONDS",
+                300u64,
+                positive,
+            )?),
             auth_service_url: env
                 .or("AUTH_SERVICE_URL", "http://localhost:50051".to_string())?
                 .trim_end_matches('/')

@@ -360,3 +360,25 @@ async fn a_user_cannot_queue_more_than_the_active_task_limit_even_all_at_once() 
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_task_left_pending_after_its_event_went_out_gets_its_event_again() {
+    let api = spawn_api_with(Options {
+        extra: vec![("TASK_REDELIVER_AFTER_SECONDS", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let (bearer, _) = api.user().await;
+    let (status, task) = api
+        .upload(&bearer, "image/png", pixelflow_testkit::png(8, 8))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = task["id"].as_str().expect("id").to_string();
+    // No worker runs, as if the first event had been lost: the task stays
+    // PENDING and its event goes out again.
+    let events = api.consume(2).await;
+    assert!(events.iter().all(|(key, _)| key == &id), "{events:?}");
+    assert_eq!(events[0].1, events[1].1, "the same event");
+    let (_, task) = api.get(&bearer, &format!("/api/tasks/{id}")).await;
+    assert_eq!(task["status"], "PENDING");
+}
