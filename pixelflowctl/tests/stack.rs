@@ -7,7 +7,9 @@
 //!
 //! up → a second up changes nothing → a changed setting recreates one
 //! service → ps → logs → `restart worker` while `logs -f worker` runs and
-//! while a task is being processed: the task completes → verify → `down`
+//! while a task is being processed: the task completes → verify → the
+//! worker killed mid-task and the broker stopped for 30 s through the
+//! Docker API: nothing lost or counted twice → `down`
 //! while a task is being processed, `up` again: the task completes →
 //! `down -v` removes the project's objects and nothing else.
 //!
@@ -133,6 +135,21 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// The id of the project's container for `service`.
+    async fn container(&self, service: &str) -> String {
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .await
+    }
+}
+
 impl Drop for Stack {
     /// Takes the stack and the test's bystanders away, passed or failed.
     fn drop(&mut self) {
@@ -194,6 +211,12 @@ impl User {
             .await
             .ok()?;
         t["status"].as_str().map(str::to_string)
+    }
+
+    async fn counter(&self, url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+        pixelflow_testkit::scrape(&format!("{url}/metrics"))
+            .await
+            .value_or_zero(name, labels)
     }
 
     async fn wait_for(&self, task: &str, status: &str, timeout: Duration) {
@@ -420,6 +443,9 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         "{report:#}"
     );
 
+    // Faults injected through the Docker API, with exact outcomes.
+    faults_on_the_docker_stack(&stack, &user).await;
+
     // down while the worker processes a task, then up: the task completed
     // (the worker finished it on SIGTERM) and stays so.
     let busy = user.upload(png_plain(7000, 7000)).await;
@@ -466,4 +492,101 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     );
     let still = docker(&["inspect", "-f", "{{.State.Running}}", &bystander]).await;
     assert_eq!(still, "true", "down touched another project's container");
+}
+
+/// The worker killed (SIGKILL) while processing, then started: the task
+/// completes once. The broker stopped for 30 s while uploads continue,
+/// then started: every upload answered 201, the outbox drains, every task
+/// completes once.
+async fn faults_on_the_docker_stack(stack: &Stack, user: &User) {
+    let (api, worker) = (stack.url("API_PORT"), stack.url("WORKER_PORT"));
+    let success = [("status", "success")];
+
+    let container = stack.container("worker").await;
+    let busy = user.upload(png_plain(7000, 7000)).await;
+    user.wait_for(&busy, "PROCESSING", Duration::from_secs(60))
+        .await;
+    docker(&["kill", "--signal", "KILL", &container]).await;
+    // The restart policy may have started it already; start is then a
+    // no-op.
+    docker(&["start", &container]).await;
+    user.wait_for(&busy, "COMPLETED", Duration::from_secs(120))
+        .await;
+    eventually(
+        "the new worker to count the task",
+        Duration::from_secs(10),
+        || async {
+            (user
+                .counter(&worker, "worker_tasks_processed_total", &success)
+                .await
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        user.counter(&worker, "worker_tasks_processed_total", &success)
+            .await,
+        1.0,
+        "the killed worker's task, counted once by its successor"
+    );
+
+    const DURING_OUTAGE: usize = 10;
+    let published_before = user
+        .counter(&api, "api_kafka_messages_published_total", &[])
+        .await;
+    let succeeded_before = user
+        .counter(&worker, "worker_tasks_processed_total", &success)
+        .await;
+    let kafka = stack.container("kafka").await;
+    docker(&["stop", &kafka]).await;
+    let outage = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    let mut pending_seen = 0.0_f64;
+    for _ in 0..DURING_OUTAGE {
+        tasks.push(user.upload(png(64, 48)).await);
+        pending_seen =
+            pending_seen.max(user.counter(&api, "api_outbox_pending_messages", &[]).await);
+        // Pacing, not waiting: the uploads are spread over the outage.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    assert!(outage.elapsed() >= Duration::from_secs(30));
+    assert!(pending_seen >= 1.0, "the outbox gauge rose: {pending_seen}");
+    docker(&["start", &kafka]).await;
+    for task in &tasks {
+        user.wait_for(task, "COMPLETED", Duration::from_secs(180))
+            .await;
+    }
+    eventually("the outbox to drain", Duration::from_secs(30), || async {
+        (user.counter(&api, "api_outbox_pending_messages", &[]).await == 0.0).then_some(())
+    })
+    .await;
+    let moved = |before: f64, after: f64| after - before;
+    assert_eq!(
+        moved(
+            published_before,
+            user.counter(&api, "api_kafka_messages_published_total", &[])
+                .await
+        ),
+        DURING_OUTAGE as f64,
+        "each event acknowledged once"
+    );
+    eventually("every success counted", Duration::from_secs(10), || async {
+        (moved(
+            succeeded_before,
+            user.counter(&worker, "worker_tasks_processed_total", &success)
+                .await,
+        ) >= DURING_OUTAGE as f64)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        moved(
+            succeeded_before,
+            user.counter(&worker, "worker_tasks_processed_total", &success)
+                .await
+        ),
+        DURING_OUTAGE as f64,
+        "each task counted once"
+    );
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::auth_client::AuthError;
+use crate::tasks::Status;
 use crate::{tasks, upload, AppState};
 
 /// Multipart framing around the image may add a little to the body.
@@ -151,16 +152,20 @@ async fn result(
     path: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = task_id(path)?;
-    let (status, error, result) = tasks::result(&state.pool, user_id, id)
+    let tasks::Outcome {
+        status,
+        error,
+        result,
+    } = tasks::result(&state.pool, user_id, id)
         .await
         .map_err(|e| ApiError::database("cannot read task result", &e))?
         .ok_or_else(no_such_task)?;
-    match (status.as_str(), result) {
-        ("COMPLETED", Some(png)) => {
+    match (status, result) {
+        (Status::Completed, Some(png)) => {
             state.metrics.tasks_retrieved.inc();
             Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
         }
-        ("FAILED", _) => Err(ApiError::new(
+        (Status::Failed, _) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!(
                 "task failed: {}",
@@ -169,7 +174,7 @@ async fn result(
         )),
         (status, _) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("task is {status}; its result is not ready yet"),
+            format!("task is {}; its result is not ready yet", status.as_str()),
         )),
     }
 }

@@ -9,11 +9,47 @@ use uuid::Uuid;
 
 use crate::upload::Upload;
 
+/// Where a task is; the tasks table's CHECK constraint holds the same set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Processing => "PROCESSING",
+            Status::Completed => "COMPLETED",
+            Status::Failed => "FAILED",
+        }
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "PENDING" => Ok(Status::Pending),
+            "PROCESSING" => Ok(Status::Processing),
+            "COMPLETED" => Ok(Status::Completed),
+            "FAILED" => Ok(Status::Failed),
+            _ => Err(format!("unknown task status {text:?}")),
+        }
+    }
+}
+
 /// A task as clients see it: never the image bytes.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct Task {
     pub id: Uuid,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub content_type: String,
     pub width: i32,
     pub height: i32,
@@ -113,13 +149,22 @@ pub async fn get(pool: &PgPool, user_id: Uuid, id: Uuid) -> Result<Option<Task>,
     .await
 }
 
+/// A task's outcome: its status, error and thumbnail.
+#[derive(sqlx::FromRow)]
+pub struct Outcome {
+    #[sqlx(try_from = "String")]
+    pub status: Status,
+    pub error: Option<String>,
+    pub result: Option<Vec<u8>>,
+}
+
 /// The thumbnail of one of the user's tasks, with the task's status and
 /// error so a caller can say why there is none yet.
 pub async fn result(
     pool: &PgPool,
     user_id: Uuid,
     id: Uuid,
-) -> Result<Option<(String, Option<String>, Option<Vec<u8>>)>, sqlx::Error> {
+) -> Result<Option<Outcome>, sqlx::Error> {
     sqlx::query_as("SELECT status, error, result FROM tasks WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user_id)
