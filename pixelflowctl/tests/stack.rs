@@ -241,7 +241,9 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         );
     }
     let mut stack = Stack::new();
-    // Another project's container: down must leave it alone.
+    // Another project's container: down must leave it alone. It sleeps for
+    // good (removed by the Drop guard): a cold first run on a fresh machine
+    // outlasts any fixed sleep.
     let bystander = docker(&[
         "run",
         "-d",
@@ -249,7 +251,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         "com.docker.compose.project=pf-bystander",
         "debian:bookworm-slim",
         "sleep",
-        "600",
+        "infinity",
     ])
     .await;
     stack.bystanders.push(("container", bystander.clone()));
