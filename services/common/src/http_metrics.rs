@@ -98,7 +98,14 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     let path = req.uri().path().to_owned();
     let raw_method = (method == OTHER_METHOD).then(|| req.method().as_str().to_owned());
     let start = Instant::now();
-    let response = next.run(req).await;
+    // The request timeout of crate::server, enforced here so that a 408 is
+    // measured and logged like every other answer.
+    let response = match req.extensions().get::<crate::server::Deadline>().copied() {
+        Some(deadline) => tokio::time::timeout_at(deadline.at, next.run(req))
+            .await
+            .unwrap_or_else(|_| crate::server::timed_out(deadline)),
+        None => next.run(req).await,
+    };
     let elapsed = start.elapsed();
     let status = response.status();
 

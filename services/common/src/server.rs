@@ -6,7 +6,10 @@
 //!   trickles its headers, or sits idle on a keep-alive connection, is
 //!   disconnected after [`HttpLimits::header_read_timeout`];
 //! - a request timeout: a request (body upload included) not answered
-//!   within [`HttpLimits::request_timeout`] gets a JSON 408;
+//!   within [`HttpLimits::request_timeout`] gets a JSON 408. The server
+//!   stamps each request with its [`Deadline`]; the RED middleware
+//!   ([`crate::http_metrics`]) enforces it, so the 408 is counted and
+//!   logged like any other answer;
 //! - a connection limit: past [`HttpLimits::max_connections`] open
 //!   connections, new ones wait in the kernel's backlog.
 //!
@@ -88,20 +91,29 @@ impl HttpLimits {
     }
 }
 
-async fn deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    match tokio::time::timeout(timeout, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => {
-            let timeout_ms = timeout.as_millis() as u64;
-            tracing::warn!(%method, %path, timeout_ms, "request timed out");
-            ApiError::new(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                format!("request not completed within {timeout:?}"),
-            )
-            .into_response()
-        }
-    }
+/// When a request must be answered by: set by [`serve`] as the request
+/// arrives, enforced by the RED middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: tokio::time::Instant,
+    pub timeout: Duration,
+}
+
+async fn stamp(State(timeout): State<Duration>, mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(Deadline {
+        at: tokio::time::Instant::now() + timeout,
+        timeout,
+    });
+    next.run(req).await
+}
+
+/// The answer to a request past its deadline.
+pub fn timed_out(deadline: Deadline) -> Response {
+    ApiError::new(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        format!("request not completed within {:?}", deadline.timeout),
+    )
+    .into_response()
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
@@ -112,11 +124,9 @@ pub async fn serve(
     limits: &HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Outermost: it wraps the RED middleware, which therefore does not see
-    // the 408 (its future is dropped at the deadline); `deadline` logs it.
     let router = router.layer(middleware::from_fn_with_state(
         limits.request_timeout,
-        deadline,
+        stamp,
     ));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

@@ -292,4 +292,14 @@ async fn slow_and_idle_connections_are_closed_after_the_timeout_while_normal_req
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    // The 408s are answers like any other: measured by the RED middleware.
+    let timed_out = auth.metrics().await.value_or_zero(
+        "auth_requests_total",
+        &[
+            ("method", "POST"),
+            ("endpoint", "/register"),
+            ("status", "408"),
+        ],
+    );
+    assert_eq!(timed_out, 10.0, "the trickled bodies' 408s are counted");
 }
