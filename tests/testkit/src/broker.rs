@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -41,18 +40,7 @@ impl Broker {
     }
 
     async fn accepting(&self) {
-        let port = self.port;
-        crate::eventually(
-            &format!("tansu to accept connections on port {port}"),
-            Duration::from_secs(30),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        crate::accepting(self.port, "tansu").await;
     }
 
     pub fn address(&self) -> String {

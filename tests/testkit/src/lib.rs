@@ -58,6 +58,21 @@ pub async fn fresh_database() -> String {
     format!("{base}/{name}")
 }
 
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub async fn accepting(port: u16, what: &str) {
+    eventually(
+        &format!("{what} to accept connections on port {port}"),
+        Duration::from_secs(30),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
 /// Polls `probe` until it returns `Some`, for at most `timeout`. For state
 /// that lives in another process (a database row, a metric, a port) and so
 /// cannot be awaited directly.

@@ -4,7 +4,6 @@
 //! runs as the `postgres` user, since PostgreSQL refuses root.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tokio::process::Command;
 
@@ -134,18 +133,7 @@ impl PrivatePostgres {
             ],
         )
         .await;
-        let port = self.port;
-        crate::eventually(
-            &format!("PostgreSQL to accept connections on {port}"),
-            Duration::from_secs(30),
-            || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
-        )
-        .await;
+        crate::accepting(self.port, "PostgreSQL").await;
     }
 }
 
