@@ -209,7 +209,7 @@ async fn a_thirty_second_broker_outage_loses_no_upload_and_every_task_completes_
     let auth = stack.auth(logs.path());
     // As compose runs it: the stand-in broker breaks for good when an
     // idempotent producer reconnects with batches in flight (with "true"
-    // here, 0 of the 10 outage uploads completed within 180 s).
+    // here, an outage upload was still not COMPLETED after 180 s).
     let api = stack.api_with(
         logs.path(),
         &[
