@@ -7,11 +7,12 @@
 //!
 //! up → a second up changes nothing → a changed setting recreates one
 //! service → ps → logs → `restart worker` while `logs -f worker` runs and
-//! while a task is being processed: the task completes → verify → the
-//! worker killed mid-task and the broker stopped for 30 s through the
-//! Docker API: nothing lost or counted twice → `down`
-//! while a task is being processed, `up` again: the task completes →
-//! `down -v` removes the project's objects and nothing else.
+//! while a task is being processed: the task completes → `logs --task` (all
+//! services, Grafana left out) → verify → the worker killed mid-task and
+//! the broker stopped for 30 s through the Docker API: nothing lost or
+//! counted twice → `down` while a task is being processed, `up` again: the
+//! task completes → `down -v` removes the project's objects and nothing
+//! else.
 //!
 //! Project name and host ports are the test's own, so it runs beside a
 //! user's stack. Whatever happens, the stack is taken down at the end.
@@ -398,6 +399,24 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         "logs -f worker did not show the task completed after the restart"
     );
     let _ = follower.kill().await;
+
+    // One task's lines from every service, in time order.
+    let task_logs = stack.run(&["logs", "--task", &task_id]).await;
+    let task_logs = String::from_utf8_lossy(&task_logs.stdout).to_string();
+    let created = task_logs
+        .lines()
+        .position(|l| l.starts_with("api ") && l.contains("task created"));
+    let completed = task_logs
+        .lines()
+        .position(|l| l.starts_with("worker ") && l.contains("task completed"));
+    assert!(
+        matches!((created, completed), (Some(a), Some(w)) if a < w),
+        "logs --task shows api's line, then the worker's:\n{task_logs}"
+    );
+    assert!(
+        task_logs.lines().all(|l| l.contains(&task_id)),
+        "only that task's lines:\n{task_logs}"
+    );
 
     // verify on the Docker stack as a user runs it: no URLs, the ports
     // found through the Docker API (they are moved here). Grafana belongs

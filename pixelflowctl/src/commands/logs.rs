@@ -35,6 +35,23 @@ pub struct Args {
     /// Lines exactly as written, without prefix or rendering (for jq).
     #[arg(long)]
     pub raw: bool,
+    /// Only the lines of one task (JSON lines whose `task_id` is ID), from
+    /// every service named (default: all), merged in time order.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+}
+
+/// Whether `line` is a JSON log line about task `id`.
+fn is_about_task(line: &str, id: &str) -> bool {
+    line.starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v.get("task_id")?
+                    .as_str()
+                    .map(|t| t.eq_ignore_ascii_case(id))
+            })
+            == Some(true)
 }
 
 /// `10m`, `2h`, `30s` ago, an RFC 3339 time, or unix seconds.
@@ -79,10 +96,21 @@ pub async fn run(
     options: &Args,
     printer: &Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let services = project.select(&options.services)?;
+    let mut containers = stack::containers(engine, project).await?;
+    let mut services = project.select(&options.services)?;
+    if options.services.is_empty() {
+        // All services means all that have a container: one left out of
+        // `up` (`--without grafana`) has no logs to show, and is no error.
+        services.retain(|s| containers.contains_key(s));
+        if services.is_empty() {
+            anyhow::bail!(
+                "no container of project {} exists: start the stack with `pixelflowctl up`",
+                project.name
+            );
+        }
+    }
     let width = services.iter().map(String::len).max().unwrap_or(0);
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
-    let mut containers = stack::containers(engine, project).await?;
     for (index, service) in services.iter().enumerate() {
         let (engine, tx) = (engine.clone(), tx.clone());
         // Named with no container: the engine's "no such container" comes
@@ -97,19 +125,10 @@ pub async fn run(
         );
     }
     drop(tx);
-    while let Some(event) = rx.recv().await {
-        let (index, line) = match event {
-            Event::Line(index, line) => (index, line),
-            Event::Failed(error) => anyhow::bail!("{error}"),
-        };
-        if let Some(min) = options.level {
-            if render::level_of(&line).is_some_and(|l| l < min) {
-                continue;
-            }
-        }
+    let show = |index: usize, line: &str| {
         if options.raw {
-            printer.out(&line);
-            continue;
+            printer.out(line);
+            return;
         }
         let name = format!("{:<width$} |", services[index]);
         let prefix = if printer.color {
@@ -117,13 +136,43 @@ pub async fn run(
         } else {
             name
         };
-        printer.out(format!("{prefix} {}", render::render(&line, printer.color)));
+        printer.out(format!("{prefix} {}", render::render(line, printer.color)));
+    };
+    // One task's lines come from several services: without -f they are
+    // gathered first and shown in the engine's time order.
+    let merge = options.task.is_some() && !options.follow;
+    let mut gathered = Vec::new();
+    while let Some(event) = rx.recv().await {
+        let (index, at, line) = match event {
+            Event::Line(index, at, line) => (index, at, line),
+            Event::Failed(error) => anyhow::bail!("{error}"),
+        };
+        if let Some(min) = options.level {
+            if render::level_of(&line).is_some_and(|l| l < min) {
+                continue;
+            }
+        }
+        if let Some(id) = &options.task {
+            if !is_about_task(&line, id) {
+                continue;
+            }
+        }
+        if merge {
+            gathered.push((at, index, line));
+        } else {
+            show(index, &line);
+        }
+    }
+    gathered.sort_by_key(|(at, index, _)| (*at, *index));
+    for (_, index, line) in &gathered {
+        show(*index, line);
     }
     Ok(ExitStatus::Success)
 }
 
 enum Event {
-    Line(usize, String),
+    /// A line of service `index`, with the engine's timestamp.
+    Line(usize, Option<DateTime<Utc>>, String),
     /// The logs could not be read at all (no such container, say).
     Failed(String),
 }
@@ -164,7 +213,11 @@ async fn stream(
             if ts.is_some() {
                 last = ts;
             }
-            if tx.send(Event::Line(index, text.to_string())).await.is_err() {
+            if tx
+                .send(Event::Line(index, ts, text.to_string()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -207,6 +260,24 @@ mod tests {
         );
         assert_eq!(parse_since("1700000000", now), Ok(1_700_000_000));
         assert!(parse_since("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn a_task_filter_keeps_only_json_lines_about_that_task() {
+        let id = "0b7e1c52-4a1e-4c4e-9f59-1d1e1d1e1d1e";
+        assert!(is_about_task(
+            &format!(r#"{{"level":"INFO","message":"task completed","task_id":"{id}"}}"#),
+            id
+        ));
+        assert!(!is_about_task(
+            r#"{"level":"INFO","message":"task completed","task_id":"another"}"#,
+            id
+        ));
+        assert!(!is_about_task(
+            r#"{"level":"INFO","message":"listening"}"#,
+            id
+        ));
+        assert!(!is_about_task(&format!("plain text about {id}"), id));
     }
 
     #[test]
