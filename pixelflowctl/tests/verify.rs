@@ -305,6 +305,22 @@ async fn proxy(upstream: String, rewrite: fn(&str, usize) -> String) -> String {
     base
 }
 
+/// The exposition with `change` applied to the sample lines starting with
+/// `prefix`.
+fn rewrite_sample(text: &str, prefix: &str, change: impl Fn(&str) -> String) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with(prefix) {
+                change(l)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// `line`'s sample value times `factor`, plus `add`.
 fn scaled(line: &str, factor: f64, add: f64) -> String {
     match line.rsplit_once(' ') {
@@ -320,17 +336,7 @@ fn scaled(line: &str, factor: f64, add: f64) -> String {
 async fn a_counter_that_counts_twice_fails_its_exact_delta() {
     let running = start().await;
     fn twice(text: &str, _: usize) -> String {
-        text.lines()
-            .map(|l| {
-                if l.starts_with("auth_registrations_total ") {
-                    scaled(l, 2.0, 0.0)
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n"
+        rewrite_sample(text, "auth_registrations_total ", |l| scaled(l, 2.0, 0.0))
     }
     let mut targets = running.urls.clone();
     let auth = proxy(running.services[0].base.clone(), twice).await;
@@ -349,17 +355,9 @@ async fn a_counter_that_counts_twice_fails_its_exact_delta() {
 async fn an_error_counter_that_moves_during_the_flow_fails() {
     let running = start().await;
     fn moving(text: &str, scrape: usize) -> String {
-        text.lines()
-            .map(|l| {
-                if l.starts_with("api_kafka_publish_errors_total ") {
-                    scaled(l, 1.0, scrape as f64)
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n"
+        rewrite_sample(text, "api_kafka_publish_errors_total ", |l| {
+            scaled(l, 1.0, scrape as f64)
+        })
     }
     let mut targets = running.urls.clone();
     let api = proxy(running.services[1].base.clone(), moving).await;

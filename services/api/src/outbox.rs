@@ -67,12 +67,18 @@ impl Relay {
     /// Runs until `shutdown` turns true, then makes one last round.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut topic_ready = false;
+        // Uploads wake the relay too; the sweep is not theirs to run, so it
+        // keeps to the poll interval.
+        let mut last_sweep: Option<tokio::time::Instant> = None;
         loop {
             if !topic_ready {
                 topic_ready = self.ensure_topic().await;
             }
-            if let Err(e) = self.sweep().await {
-                tracing::error!(error = %e, "cannot look for tasks whose event was lost");
+            if last_sweep.is_none_or(|at| at.elapsed() >= self.poll_interval) {
+                last_sweep = Some(tokio::time::Instant::now());
+                if let Err(e) = self.sweep().await {
+                    tracing::error!(error = %e, "cannot look for tasks whose event was lost");
+                }
             }
             if topic_ready {
                 match self.drain().await {

@@ -34,16 +34,20 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
 }
 
-/// `program args…`, as the postgres user when we are root.
-async fn run_as_postgres(program: &Path, args: &[&str]) {
-    let mut command = if is_root() {
-        let mut c = Command::new("runuser");
+/// `program`, run as the postgres user when we are root.
+fn as_postgres(program: &Path) -> std::process::Command {
+    if is_root() {
+        let mut c = std::process::Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
-        Command::new(program)
-    };
-    let output = command
+        std::process::Command::new(program)
+    }
+}
+
+/// `program args…` as the postgres user; panics with its output on failure.
+async fn run_as_postgres(program: &Path, args: &[&str]) {
+    let output = Command::from(as_postgres(program))
         .args(args)
         .output()
         .await
@@ -141,14 +145,7 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         // Immediate: the test is over, and its data directory goes next.
         let data = self.dir.path().join("data");
-        let pg_ctl = self.bin.join("pg_ctl");
-        let mut command = if is_root() {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-            c
-        } else {
-            std::process::Command::new(&pg_ctl)
-        };
+        let mut command = as_postgres(&self.bin.join("pg_ctl"));
         let _ = command
             .args(["-D", &data.to_string_lossy(), "-m", "immediate", "stop"])
             .output();
