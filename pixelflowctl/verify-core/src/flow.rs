@@ -30,6 +30,19 @@ pub struct Done {
     /// holds either).
     pub password: String,
     pub token: String,
+    /// The trace of the upload, from the `traceparent` api answered with;
+    /// `None` when api sent none (tracing off).
+    pub trace_id: Option<String>,
+}
+
+/// The trace id of a W3C `traceparent` value (`00-<trace>-<span>-<flags>`).
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let valid = trace.len() == 32
+        && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_ascii_lowercase())
 }
 
 fn base(metrics_url: &str) -> String {
@@ -138,19 +151,20 @@ pub async fn run(
         .to_string();
     let bearer = format!("Bearer {token}");
     progress("uploading an image");
-    let task = expect_status(
-        send(
-            http.post(format!("{}/api/upload", targets.api))
-                .header("Authorization", &bearer)
-                .header("Content-Type", "image/png")
-                .body(png(320, 240)?),
-            "upload",
-        )
-        .await?,
-        201,
+    let uploaded = send(
+        http.post(format!("{}/api/upload", targets.api))
+            .header("Authorization", &bearer)
+            .header("Content-Type", "image/png")
+            .body(png(320, 240)?),
         "upload",
     )
     .await?;
+    let trace_id = uploaded
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id_of);
+    let task = expect_status(uploaded, 201, "upload").await?;
     let id = task["id"]
         .as_str()
         .context("upload answered no task id")?
@@ -186,7 +200,27 @@ pub async fn run(
         task_id: id,
         password,
         token,
+        trace_id,
     })
+}
+
+#[cfg(test)]
+mod trace_id_tests {
+    use super::trace_id_of;
+
+    #[test]
+    fn a_traceparent_gives_its_trace_id_and_nonsense_gives_none() {
+        assert_eq!(
+            trace_id_of("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id_of("garbage"), None);
+        assert_eq!(trace_id_of("00-abc-def-01"), None);
+    }
 }
 
 /// A delta check: exact unless the spec gives a reason for a lower bound.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use serde::Deserialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +42,29 @@ impl AuthClient {
     }
 
     /// The user the `Authorization` header value belongs to.
+    /// The call is a client span whose `traceparent` auth's server span
+    /// continues.
     pub async fn validate(&self, authorization: &HeaderValue) -> Result<Uuid, AuthError> {
-        let response = self
+        let span = tracing::info_span!(
+            "auth validate",
+            otel.name = "GET auth /validate",
+            otel.kind = "client",
+            http.request.method = "GET",
+            http.response.status_code = tracing::field::Empty,
+        );
+        let mut request = self
             .http
             .get(format!("{}/validate", self.base_url))
-            .header(reqwest::header::AUTHORIZATION, authorization.as_bytes())
+            .header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
+        if let Some(traceparent) = pixelflow_common::telemetry::traceparent(&span) {
+            request = request.header(pixelflow_common::telemetry::TRACEPARENT, traceparent);
+        }
+        let response = request
             .send()
+            .instrument(span.clone())
             .await
             .map_err(|e| AuthError::Unavailable(without_url(&e)))?;
+        span.record("http.response.status_code", response.status().as_u16());
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             let reason = response

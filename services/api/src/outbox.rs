@@ -15,10 +15,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::ApiMetrics;
@@ -47,6 +49,27 @@ enum RelayError {
     Topic(#[from] pixelflow_common::kafka::TopicError),
     #[error("publishing task {task_id} failed: {error}")]
     Publish { task_id: Uuid, error: String },
+}
+
+/// The span of one event's publication: a child of the upload that stored
+/// it (through the outbox row's `traceparent`, whichever api process
+/// publishes it), the parent of the worker's processing.
+fn publish_span(topic: &str, task_id: Uuid, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "outbox publish",
+        otel.name = format!("{topic} publish"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.destination.name = topic,
+        messaging.operation.type = "send",
+        task_id = %task_id,
+    );
+    if let Some(parent) = traceparent {
+        pixelflow_common::telemetry::set_parent(&span, parent);
+    }
+    span
 }
 
 /// A producer that gives up on a message after `timeout`, so a broker
@@ -126,8 +149,8 @@ impl Relay {
     async fn drain(&mut self) -> Result<(), RelayError> {
         loop {
             let mut tx = self.pool.begin().await?;
-            let rows: Vec<(i64, Uuid, String)> = sqlx::query_as(
-                "SELECT id, task_id, payload FROM task_outbox \
+            let rows: Vec<(i64, Uuid, String, Option<String>)> = sqlx::query_as(
+                "SELECT id, task_id, payload, traceparent FROM task_outbox \
                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             )
             .bind(BATCH)
@@ -136,29 +159,47 @@ impl Relay {
             if rows.is_empty() {
                 return Ok(());
             }
-            let sends = rows.iter().map(|(_, task_id, payload)| {
+            let sends = rows.iter().map(|(_, task_id, payload, traceparent)| {
+                let task_id = *task_id;
                 let key = task_id.to_string();
                 let producer = &self.producer;
                 let topic = &self.kafka.topic;
                 let timeout = self.timeout;
+                let span = publish_span(topic, task_id, traceparent.as_deref());
+                // The worker continues the trace from the record's headers.
+                let headers = pixelflow_common::telemetry::traceparent(&span).map(|value| {
+                    OwnedHeaders::new().insert(Header {
+                        key: pixelflow_common::telemetry::TRACEPARENT,
+                        value: Some(&value),
+                    })
+                });
                 async move {
-                    let record = FutureRecord::to(topic).key(&key).payload(payload);
-                    producer
+                    let mut record = FutureRecord::to(topic).key(&key).payload(payload);
+                    if let Some(headers) = headers {
+                        record = record.headers(headers);
+                    }
+                    let sent = producer
                         .send(record, Timeout::After(timeout))
                         .await
                         .map(|_| ())
-                        .map_err(|(error, _)| error)
+                        .map_err(|(error, _)| error);
+                    match &sent {
+                        Ok(()) => tracing::info!(%task_id, "task event published"),
+                        Err(e) => {
+                            tracing::Span::current().record("otel.status_code", "ERROR");
+                            tracing::Span::current().record("error.message", e.to_string());
+                        }
+                    }
+                    sent
                 }
+                .instrument(span)
             });
             let outcomes = futures::future::join_all(sends).await;
             let mut published = Vec::new();
             let mut first_failure = None;
-            for ((id, task_id, _), outcome) in rows.iter().zip(outcomes) {
+            for ((id, task_id, _, _), outcome) in rows.iter().zip(outcomes) {
                 match outcome {
-                    Ok(()) => {
-                        published.push(*id);
-                        tracing::info!(%task_id, "task event published");
-                    }
+                    Ok(()) => published.push(*id),
                     Err(error) => {
                         self.metrics.kafka_publish_errors.inc();
                         let error = error.to_string();

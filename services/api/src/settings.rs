@@ -50,6 +50,8 @@ pub struct Settings {
     pub max_active_tasks_per_user: u32,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
+    /// `OTEL_*`: whether and where spans are exported.
+    pub tracing: pixelflow_common::telemetry::Tracing,
     /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
     /// `HTTP_MAX_CONNECTIONS`: see [`pixelflow_common::server::HttpLimits`].
     pub http: pixelflow_common::server::HttpLimits,
@@ -83,6 +85,7 @@ impl Settings {
             max_image_pixels: env.checked("MAX_IMAGE_PIXELS", 64_000_000, positive)?,
             max_active_tasks_per_user: env.checked("MAX_ACTIVE_TASKS_PER_USER", 20, positive)?,
             log_level: pixelflow_common::logging::level_from_env(env)?,
+            tracing: pixelflow_common::telemetry::Tracing::from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,
         })
     }

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use pixelflow_common::kafka::TaskCreated;
+use pixelflow_common::telemetry::db_span;
 use serde::Serialize;
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::upload::Upload;
@@ -84,16 +86,18 @@ pub async fn create(
     upload: &Upload,
     max_active: i64,
 ) -> Result<Created, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin().instrument(db_span("BEGIN")).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
         .bind(user_id)
         .execute(&mut *tx)
+        .instrument(db_span("LOCK user tasks"))
         .await?;
     let active: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM tasks WHERE user_id = $1 AND status IN ('PENDING', 'PROCESSING')",
     )
     .bind(user_id)
     .fetch_one(&mut *tx)
+    .instrument(db_span("COUNT active tasks"))
     .await?;
     if active >= max_active {
         return Ok(Created::TooMany { active });
@@ -109,6 +113,7 @@ pub async fn create(
     .bind(i32::try_from(upload.height).unwrap_or(i32::MAX))
     .bind(upload.bytes.as_ref())
     .fetch_one(&mut *tx)
+    .instrument(db_span("INSERT tasks"))
     .await?;
     let event = TaskCreated {
         task_id: task.id,
@@ -117,12 +122,18 @@ pub async fn create(
         created_at: task.created_at,
     };
     let payload = serde_json::to_string(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO task_outbox (task_id, payload) VALUES ($1, $2)")
+    // The event's traceparent names the outbox insert: the worker's spans
+    // hang under it, in the upload's trace.
+    let insert = db_span("INSERT task_outbox");
+    let traceparent = pixelflow_common::telemetry::traceparent(&insert);
+    sqlx::query("INSERT INTO task_outbox (task_id, payload, traceparent) VALUES ($1, $2, $3)")
         .bind(task.id)
         .bind(payload)
+        .bind(traceparent)
         .execute(&mut *tx)
+        .instrument(insert)
         .await?;
-    tx.commit().await?;
+    tx.commit().instrument(db_span("COMMIT")).await?;
     Ok(Created::Task(task))
 }
 
@@ -135,6 +146,7 @@ pub async fn list(pool: &PgPool, user_id: Uuid, limit: i64) -> Result<Vec<Task>,
     .bind(user_id)
     .bind(limit)
     .fetch_all(pool)
+    .instrument(db_span("SELECT tasks"))
     .await
 }
 
@@ -146,6 +158,7 @@ pub async fn get(pool: &PgPool, user_id: Uuid, id: Uuid) -> Result<Option<Task>,
     .bind(id)
     .bind(user_id)
     .fetch_optional(pool)
+    .instrument(db_span("SELECT task"))
     .await
 }
 
@@ -169,5 +182,6 @@ pub async fn result(
         .bind(id)
         .bind(user_id)
         .fetch_optional(pool)
+        .instrument(db_span("SELECT task result"))
         .await
 }

@@ -20,6 +20,8 @@ pub struct Settings {
     pub token_ttl: Duration,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
+    /// `OTEL_*`: whether and where spans are exported.
+    pub tracing: pixelflow_common::telemetry::Tracing,
     /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
     /// `HTTP_MAX_CONNECTIONS`: see [`pixelflow_common::server::HttpLimits`].
     pub http: pixelflow_common::server::HttpLimits,
@@ -51,6 +53,7 @@ impl std::fmt::Debug for Settings {
             .field("database", &self.database)
             .field("token_ttl", &self.token_ttl)
             .field("log_level", &self.log_level)
+            .field("tracing", &self.tracing)
             .field("http", &self.http)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("hash_queue_timeout", &self.hash_queue_timeout)
@@ -103,6 +106,7 @@ impl Settings {
             },
             token_ttl: Duration::from_secs(env.checked("TOKEN_TTL_SECONDS", 3600u64, positive)?),
             log_level: pixelflow_common::logging::level_from_env(env)?,
+            tracing: pixelflow_common::telemetry::Tracing::from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,
             hash_concurrency: env.checked("PASSWORD_HASH_CONCURRENCY", cpus, positive)?,
             hash_queue_timeout: Duration::from_millis(env.checked(

@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use tracing::Instrument;
 
 use crate::metrics::{register, LATENCY_BUCKETS};
 
@@ -97,14 +98,24 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     // request), never into a label.
     let path = req.uri().path().to_owned();
     let raw_method = (method == OTHER_METHOD).then(|| req.method().as_str().to_owned());
+    // Healthchecks probe every few seconds; successful probes would drown
+    // the log at info, and their spans the traces.
+    let probe = endpoint == "/health" || endpoint == "/ready";
+    let span = if probe {
+        tracing::Span::none()
+    } else {
+        server_span(method, &endpoint, req.headers())
+    };
     let start = Instant::now();
     // The request timeout of crate::server, enforced here so that a 408 is
     // measured and logged like every other answer.
-    let response = match req.extensions().get::<crate::server::Deadline>().copied() {
-        Some(deadline) => tokio::time::timeout_at(deadline.at, next.run(req))
+    let deadline = req.extensions().get::<crate::server::Deadline>().copied();
+    let handled = next.run(req).instrument(span.clone());
+    let mut response = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.at, handled)
             .await
             .unwrap_or_else(|_| crate::server::timed_out(deadline)),
-        None => next.run(req).await,
+        None => handled.await,
     };
     let elapsed = start.elapsed();
     let status = response.status();
@@ -118,11 +129,21 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
         .with_label_values(&[method, &endpoint])
         .observe(elapsed.as_secs_f64());
 
+    // The client learns the trace its request started (or joined).
+    if let Some(value) = crate::telemetry::traceparent(&span)
+        .and_then(|v| axum::http::HeaderValue::from_str(&v).ok())
+    {
+        response
+            .headers_mut()
+            .insert(crate::telemetry::TRACEPARENT, value);
+    }
+    let _in_span = span.enter();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let status = status.as_u16();
-    // Healthchecks probe every few seconds; successful probes would drown
-    // the log at info.
-    let probe = endpoint == "/health" || endpoint == "/ready";
     if probe && status < 400 {
         tracing::debug!(%method, %path, %endpoint, status, duration_ms, "request handled");
     } else if status >= 500 {
@@ -133,6 +154,27 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
         tracing::info!(%method, %path, %endpoint, status, duration_ms, "request handled");
     }
     response
+}
+
+/// The server span of one request: named for its route template, a child
+/// of the caller's span when the request carries a `traceparent`.
+fn server_span(method: &str, endpoint: &str, headers: &axum::http::HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http request",
+        otel.name = format!("{method} {endpoint}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = endpoint,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(parent) = headers
+        .get(crate::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        crate::telemetry::set_parent(&span, parent);
+    }
+    span
 }
 
 /// `/health`, `/metrics` and the JSON fallbacks every service has.

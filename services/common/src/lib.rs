@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod telemetry;

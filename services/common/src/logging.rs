@@ -4,6 +4,10 @@
 //! tracing-subscriber's own JSON layer nests event fields under `fields` and
 //! has no place for a per-process `service`; log pipelines and
 //! `pixelflowctl logs` want them flat, so this small formatter writes them.
+//!
+//! A line written inside a traced span also carries `trace_id` and
+//! `span_id` (hex, as Jaeger shows them), so `pixelflowctl logs --trace ID`
+//! can gather one trace's lines from every service.
 
 use std::fmt;
 
@@ -33,7 +37,7 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -55,11 +59,96 @@ where
                 .unwrap_or(Value::String(String::new())),
         );
         line.insert("target".into(), Value::String(meta.target().into()));
+        if let Some((trace_id, span_id)) = trace_ids(ctx) {
+            line.insert("trace_id".into(), Value::String(trace_id));
+            line.insert("span_id".into(), Value::String(span_id));
+        }
         for (k, v) in fields.0 {
             line.entry(k).or_insert(v);
         }
         let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
+    }
+}
+
+/// The trace and span id of the innermost traced span the event is in.
+/// Spans of crates that are not traced have no OpenTelemetry data; their
+/// traced ancestor speaks for them.
+fn trace_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let current = ctx.lookup_current()?;
+    current.scope().find_map(|span| {
+        let extensions = span.extensions();
+        let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
+        let trace_id = data.trace_id()?;
+        let span_id = data.span_id()?;
+        (trace_id != opentelemetry::TraceId::INVALID)
+            .then(|| (trace_id.to_string(), span_id.to_string()))
+    })
+}
+
+/// The log layer's filter: `LOG_LEVEL` decides which events are written,
+/// while every span stays visible to the formatter, so a line logged at
+/// `warn` inside an `info` span still finds the span's trace id.
+pub struct SpansAndFilteredEvents {
+    events: EnvFilter,
+}
+
+impl SpansAndFilteredEvents {
+    pub fn new(events: EnvFilter) -> Self {
+        Self { events }
+    }
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for SpansAndFilteredEvents
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        cx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        meta.is_span() || tracing_subscriber::layer::Filter::enabled(&self.events, meta, cx)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        // Spans at info must reach the formatter whatever LOG_LEVEL says.
+        tracing_subscriber::layer::Filter::<S>::max_level_hint(&self.events)
+            .map(|level| level.max(tracing::level_filters::LevelFilter::INFO))
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        tracing_subscriber::layer::Filter::on_new_span(&self.events, attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        tracing_subscriber::layer::Filter::on_record(&self.events, id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::layer::Filter::on_enter(&self.events, id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::layer::Filter::on_exit(&self.events, id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        tracing_subscriber::layer::Filter::on_close(&self.events, id, ctx);
     }
 }
 
@@ -98,8 +187,9 @@ pub fn level_from_env(
     env.or("LOG_LEVEL", DEFAULT_FILTER.to_string())
 }
 
-/// Installs the JSON logger on stdout. `level` is `LOG_LEVEL`: a level
-/// (`info`) or a full filter (`info,sqlx=warn`).
+/// Installs the JSON logger on stdout, without traces (the services use
+/// [`crate::telemetry::init`]). `level` is `LOG_LEVEL`: a level (`info`) or
+/// a full filter (`info,sqlx=warn`).
 pub fn init(service: &'static str, level: &str) -> Result<(), String> {
     let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
     tracing_subscriber::fmt()
@@ -111,17 +201,17 @@ pub fn init(service: &'static str, level: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
     use tracing_subscriber::fmt::MakeWriter;
 
     /// A writer for tests that keeps what was logged.
     #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
     impl Captured {
-        fn text(&self) -> String {
+        pub(crate) fn text(&self) -> String {
             let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
             String::from_utf8_lossy(&buf).into_owned()
         }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use pixelflow_common::kafka::TaskCreated;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use sqlx::PgPool;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::metrics::WorkerMetrics;
 use crate::store;
@@ -43,6 +44,33 @@ pub fn consumer(
         config.set("group.instance.id", id);
     }
     config.create()
+}
+
+/// The span of one event's processing: a child of api's publication
+/// through the record's `traceparent` header, so the upload's trace goes on
+/// here.
+fn process_span(message: &BorrowedMessage<'_>, event: &TaskCreated) -> tracing::Span {
+    let span = tracing::info_span!(
+        "task process",
+        otel.name = format!("{} process", message.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = message.topic(),
+        messaging.operation.type = "process",
+        messaging.kafka.offset = message.offset(),
+        task_id = %event.task_id,
+    );
+    let traceparent = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|h| h.key == pixelflow_common::telemetry::TRACEPARENT)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    });
+    if let Some(parent) = traceparent {
+        pixelflow_common::telemetry::set_parent(&span, parent);
+    }
+    span
 }
 
 /// Decrements the active-tasks gauge however processing ends.
@@ -135,8 +163,9 @@ impl TaskConsumer {
                 return Handled::Done;
             }
         };
+        let span = process_span(message, &event);
         loop {
-            match self.process(&event).await {
+            match self.process(&event).instrument(span.clone()).await {
                 Ok(()) => return Handled::Done,
                 Err(e) => {
                     tracing::error!(task_id = %event.task_id, error = %e, "cannot record task outcome; retrying");
@@ -172,9 +201,12 @@ impl TaskConsumer {
         let _active = Active::start(&self.metrics.active);
         let timer = self.metrics.processing_duration.start_timer();
         let limits = self.limits.clone();
-        let outcome = tokio::task::spawn_blocking(move || thumbnail::make(&image, &limits))
-            .await
-            .unwrap_or_else(|e| Err(format!("image processing crashed: {e}")));
+        // The blocking thread has no span of its own: carry the task's.
+        let span = tracing::Span::current();
+        let outcome =
+            tokio::task::spawn_blocking(move || span.in_scope(|| thumbnail::make(&image, &limits)))
+                .await
+                .unwrap_or_else(|e| Err(format!("image processing crashed: {e}")));
         match outcome {
             Ok(thumbnail) => {
                 if store::complete(&self.pool, task_id, &thumbnail).await? {

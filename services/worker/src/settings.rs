@@ -40,6 +40,8 @@ pub struct Settings {
     pub retry_interval: Duration,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
+    /// `OTEL_*`: whether and where spans are exported.
+    pub tracing: pixelflow_common::telemetry::Tracing,
     /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
     /// `HTTP_MAX_CONNECTIONS`: see [`pixelflow_common::server::HttpLimits`].
     pub http: pixelflow_common::server::HttpLimits,
@@ -65,6 +67,7 @@ impl Settings {
                 positive,
             )?),
             log_level: pixelflow_common::logging::level_from_env(env)?,
+            tracing: pixelflow_common::telemetry::Tracing::from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,
         })
     }

@@ -1,7 +1,9 @@
 //! The tasks table as the worker sees it. Each update names the status it
 //! expects, so handling an event twice changes nothing the second time.
 
+use pixelflow_common::telemetry::db_span;
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::thumbnail::Thumbnail;
@@ -25,6 +27,7 @@ pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Claimed>, sqlx
     )
     .bind(task_id)
     .fetch_optional(pool)
+    .instrument(db_span("UPDATE tasks claim"))
     .await?;
     Ok(row.map(|(image, attempts)| Claimed { image, attempts }))
 }
@@ -47,6 +50,7 @@ pub async fn complete(
     .bind(i32::try_from(thumbnail.width).unwrap_or(i32::MAX))
     .bind(i32::try_from(thumbnail.height).unwrap_or(i32::MAX))
     .execute(pool)
+    .instrument(db_span("UPDATE tasks complete"))
     .await
     .map(|done| done.rows_affected() == 1)
 }
@@ -60,6 +64,7 @@ pub async fn fail(pool: &PgPool, task_id: Uuid, reason: &str) -> Result<bool, sq
     .bind(task_id)
     .bind(reason)
     .execute(pool)
+    .instrument(db_span("UPDATE tasks fail"))
     .await
     .map(|done| done.rows_affected() == 1)
 }

@@ -47,19 +47,25 @@ pub fn make(bytes: &[u8], limits: &Limits) -> Result<Thumbnail, String> {
     decode_limits.max_image_height = Some(limits.max_dimension);
     decode_limits.max_alloc = Some(limits.max_alloc);
     reader.limits(decode_limits);
-    let image = reader
-        .decode()
-        .map_err(|e| format!("cannot decode image: {e}"))?;
+    let image = tracing::info_span!("image decode", width, height).in_scope(|| {
+        reader
+            .decode()
+            .map_err(|e| format!("cannot decode image: {e}"))
+    })?;
     // Only ever scale down: a small image is its own thumbnail.
-    let image = if image.width() > limits.size || image.height() > limits.size {
-        image.thumbnail(limits.size, limits.size)
-    } else {
-        image
-    };
+    let image = tracing::info_span!("image resize", size = limits.size).in_scope(|| {
+        if image.width() > limits.size || image.height() > limits.size {
+            image.thumbnail(limits.size, limits.size)
+        } else {
+            image
+        }
+    });
     let mut png = Cursor::new(Vec::new());
-    image
-        .write_to(&mut png, ImageFormat::Png)
-        .map_err(|e| format!("cannot encode thumbnail: {e}"))?;
+    tracing::info_span!("image encode").in_scope(|| {
+        image
+            .write_to(&mut png, ImageFormat::Png)
+            .map_err(|e| format!("cannot encode thumbnail: {e}"))
+    })?;
     Ok(Thumbnail {
         png: png.into_inner(),
         width: image.width(),

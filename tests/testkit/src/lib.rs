@@ -12,6 +12,7 @@
 mod broker;
 mod images;
 mod metrics;
+mod otlp;
 mod postgres;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use sqlx::{Connection, Executor, PgConnection};
 pub use broker::Broker;
 pub use images::{jpeg, png, png_claiming, png_plain};
 pub use metrics::{assert_meets_spec, assert_promtool_clean, scrape};
+pub use otlp::{OtlpReceiver, RecordedSpan};
 pub use pixelflow_verify::Exposition;
 pub use postgres::PrivatePostgres;
 

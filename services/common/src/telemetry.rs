@@ -1,0 +1,368 @@
+//! Traces and logs together: `tracing` spans become OpenTelemetry spans,
+//! exported over OTLP/HTTP (protobuf), and every JSON log line written
+//! inside a span carries that span's `trace_id` and `span_id`.
+//!
+//! Configured by the standard variables, read by the SDK itself:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`) or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
+//! `OTEL_SERVICE_NAME` (default: the service's name), `OTEL_TRACES_SAMPLER`
+//! and `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`. Read here:
+//! `OTEL_SDK_DISABLED=true` turns tracing off altogether (no ids in logs, no
+//! `traceparent` answered), `OTEL_TRACES_EXPORTER=none` keeps the ids but
+//! exports nothing, and `OTEL_EXPORTER_OTLP_PROTOCOL` must be
+//! `http/protobuf` (the only protocol built in: no gRPC stack).
+//!
+//! Exporting never touches a request: spans queue for the SDK's batch
+//! processor, which exports from its own thread and drops spans when its
+//! queue is full. A collector that cannot be reached is reported once, at
+//! the first failed export, and again only after exports worked in between.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::logging::{JsonLines, SpansAndFilteredEvents};
+use crate::settings::{Env, SettingsError};
+
+/// The W3C trace-context header, on HTTP requests and answers and on Kafka
+/// records.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Whether and where spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tracing {
+    /// `OTEL_SDK_DISABLED=true`: no spans, no ids.
+    Off,
+    /// `OTEL_TRACES_EXPORTER=none`: ids in logs and headers, nothing exported.
+    IdsOnly,
+    /// Export over OTLP/HTTP to the endpoint the SDK reads from `OTEL_*`.
+    Otlp { endpoint: String },
+}
+
+impl Tracing {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        if env.or("OTEL_SDK_DISABLED", false)? {
+            return Ok(Tracing::Off);
+        }
+        match env.raw("OTEL_TRACES_EXPORTER").as_deref() {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(Tracing::IdsOnly),
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    name: "OTEL_TRACES_EXPORTER",
+                    value: other.into(),
+                    reason: "expected otlp or none".into(),
+                })
+            }
+        }
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(protocol) = env.raw(name) {
+                if protocol != "http/protobuf" {
+                    return Err(SettingsError::Invalid {
+                        name: if name.contains("TRACES") {
+                            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+                        } else {
+                            "OTEL_EXPORTER_OTLP_PROTOCOL"
+                        },
+                        value: protocol,
+                        reason: "only http/protobuf is built in (the OTLP/HTTP port, 4318)".into(),
+                    });
+                }
+                break;
+            }
+        }
+        // Where the SDK will send spans, for the one report of a failure.
+        let endpoint = env
+            .raw("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| {
+                env.raw("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+            })
+            .unwrap_or_else(|| "http://localhost:4318/v1/traces".into());
+        Ok(Tracing::Otlp { endpoint })
+    }
+}
+
+/// Keeps the tracer provider alive; [`Telemetry::shutdown`] exports what
+/// is still queued.
+#[must_use = "dropping Telemetry stops exporting spans"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports the spans still queued, waiting at most a few seconds (a
+    /// collector that is away must not hold up a stop).
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown_with_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The crates whose spans become OpenTelemetry spans: ours, not the
+/// libraries' internals.
+fn traced_crates() -> Targets {
+    Targets::new()
+        .with_target("pixelflow_common", tracing::Level::INFO)
+        .with_target("pixelflow_auth", tracing::Level::INFO)
+        .with_target("pixelflow_api", tracing::Level::INFO)
+        .with_target("pixelflow_worker", tracing::Level::INFO)
+}
+
+/// Installs the JSON logger on stdout (`level` is `LOG_LEVEL`) and, unless
+/// `tracing` is [`Tracing::Off`], the OpenTelemetry layer.
+pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Telemetry, String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
+    let logs = tracing_subscriber::fmt::layer()
+        .event_format(JsonLines::new(service))
+        .with_writer(std::io::stdout)
+        .with_filter(SpansAndFilteredEvents::new(filter));
+    let provider = provider(service, tracing)?;
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_filter(traced_crates())
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .map_err(|e| e.to_string())?;
+    Ok(Telemetry { provider })
+}
+
+fn provider(service: &'static str, tracing: &Tracing) -> Result<Option<SdkTracerProvider>, String> {
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none_or(|v| v.is_empty()) {
+        resource = resource.with_service_name(service);
+    }
+    let builder = SdkTracerProvider::builder().with_resource(resource.build());
+    match tracing {
+        Tracing::Off => Ok(None),
+        Tracing::IdsOnly => Ok(Some(builder.build())),
+        Tracing::Otlp { endpoint } => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .build()
+                .map_err(|e| format!("cannot build the OTLP exporter for {endpoint}: {e}"))?;
+            Ok(Some(
+                builder
+                    .with_batch_exporter(ReportOnce::new(exporter, endpoint.clone()))
+                    .build(),
+            ))
+        }
+    }
+}
+
+/// An exporter that logs the first failure of a run of failures, and the
+/// recovery after it: a collector that is away costs one log line, not one
+/// per batch.
+#[derive(Debug)]
+pub struct ReportOnce<E> {
+    inner: E,
+    endpoint: String,
+    failing: AtomicBool,
+}
+
+impl<E> ReportOnce<E> {
+    pub fn new(inner: E, endpoint: String) -> Self {
+        Self {
+            inner,
+            endpoint,
+            failing: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for ReportOnce<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        endpoint = %self.endpoint,
+                        error = %e,
+                        spans,
+                        "cannot export traces; spans are dropped until the collector answers (reported once)"
+                    );
+                }
+            }
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(endpoint = %self.endpoint, "exporting traces again");
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The `traceparent` value that makes the receiver's spans children of
+/// `span`; `None` when tracing is off.
+pub fn traceparent(span: &Span) -> Option<String> {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+/// Makes `span` a child of the remote span `traceparent` names. Call it
+/// before the span is first entered; a malformed value is ignored (the
+/// span starts a trace of its own).
+pub fn set_parent(span: &Span, traceparent: &str) {
+    let carrier = HashMap::from([(TRACEPARENT.to_string(), traceparent.to_string())]);
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(parent);
+}
+
+/// A span for one database statement: `operation` names it
+/// (`INSERT tasks`).
+pub fn db_span(operation: &'static str) -> Span {
+    tracing::info_span!(
+        "db",
+        otel.name = operation,
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = operation,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::JsonLines;
+
+    fn env(pairs: &[(&str, &str)]) -> Result<Tracing, SettingsError> {
+        Tracing::from_env(&Env::pairs(pairs))
+    }
+
+    #[test]
+    fn tracing_exports_to_localhost_unless_told_otherwise() {
+        assert_eq!(
+            env(&[]),
+            Ok(Tracing::Otlp {
+                endpoint: "http://localhost:4318/v1/traces".into()
+            })
+        );
+        assert_eq!(
+            env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")]),
+            Ok(Tracing::Otlp {
+                endpoint: "http://jaeger:4318/v1/traces".into()
+            })
+        );
+        assert_eq!(
+            env(&[("OTEL_TRACES_EXPORTER", "none")]),
+            Ok(Tracing::IdsOnly)
+        );
+        assert_eq!(env(&[("OTEL_SDK_DISABLED", "true")]), Ok(Tracing::Off));
+    }
+
+    /// An exporter whose exports fail while `down` is set.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        down: std::sync::Arc<AtomicBool>,
+    }
+
+    impl SpanExporter for Flaky {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            if self.down.load(Ordering::Relaxed) {
+                Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                    "connection refused".into(),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_collector_that_is_away_is_reported_once_and_its_return_once() {
+        let captured = crate::logging::tests::Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines::new("api"))
+            .with_writer(captured.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let flaky = Flaky::default();
+        let down = flaky.down.clone();
+        let exporter = ReportOnce::new(flaky, "http://jaeger:4318/v1/traces".into());
+        down.store(true, Ordering::Relaxed);
+        for _ in 0..50 {
+            assert!(exporter.export(Vec::new()).await.is_err());
+        }
+        down.store(false, Ordering::Relaxed);
+        for _ in 0..5 {
+            assert!(exporter.export(Vec::new()).await.is_ok());
+        }
+        down.store(true, Ordering::Relaxed);
+        assert!(exporter.export(Vec::new()).await.is_err());
+        let text = captured.text();
+        let messages: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let line: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+                format!("{} {}", line["level"], line["message"])
+            })
+            .collect();
+        let failure = "\"WARN\" \"cannot export traces; spans are dropped until the collector answers (reported once)\"";
+        assert_eq!(
+            messages,
+            [failure, "\"INFO\" \"exporting traces again\"", failure],
+            "{text}"
+        );
+        assert!(
+            text.contains("http://jaeger:4318/v1/traces"),
+            "the line names where"
+        );
+    }
+
+    #[test]
+    fn a_protocol_that_is_not_built_in_is_refused_by_name() {
+        let error = env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap_err();
+        assert!(
+            error.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("http/protobuf"), "{error}");
+    }
+}

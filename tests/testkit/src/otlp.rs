@@ -1,0 +1,179 @@
+//! A test OTLP/HTTP receiver: decodes what the services export with the
+//! OpenTelemetry proto messages (real protobuf, as a collector reads it)
+//! and keeps every span for the test to look at.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use prost::Message;
+
+/// One span as the receiver decoded it. Ids are lowercase hex, as in a
+/// `traceparent` and in the services' logs; `parent_span_id` is empty for a
+/// root span.
+#[derive(Debug, Clone)]
+pub struct RecordedSpan {
+    /// The resource's `service.name`.
+    pub service: String,
+    pub name: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
+    /// OTLP's SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: i32,
+    pub attributes: BTreeMap<String, String>,
+}
+
+type Spans = Arc<Mutex<Vec<RecordedSpan>>>;
+
+/// The receiver, on a free loopback port; stops when dropped.
+pub struct OtlpReceiver {
+    /// For `OTEL_EXPORTER_OTLP_ENDPOINT` (the exporter adds `/v1/traces`).
+    pub endpoint: String,
+    spans: Spans,
+    requests: Arc<Mutex<u64>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    spans: Spans,
+    requests: Arc<Mutex<u64>>,
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP receiver");
+        let address = listener.local_addr().expect("receiver address");
+        let shared = Shared {
+            spans: Spans::default(),
+            requests: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::post(export))
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            endpoint: format!("http://{address}"),
+            spans: shared.spans,
+            requests: shared.requests,
+            server,
+        }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<RecordedSpan> {
+        self.spans.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The spans of one trace.
+    pub fn trace(&self, trace_id: &str) -> Vec<RecordedSpan> {
+        self.spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
+    }
+
+    /// Export requests received, valid or not.
+    pub fn requests(&self) -> u64 {
+        *self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `done` holds for the spans of `trace_id`.
+    pub async fn wait_for_trace(
+        &self,
+        trace_id: &str,
+        timeout: Duration,
+        done: impl Fn(&[RecordedSpan]) -> bool,
+    ) -> Vec<RecordedSpan> {
+        crate::eventually(
+            &format!("trace {trace_id} to be exported"),
+            timeout,
+            || async {
+                let spans = self.trace(trace_id);
+                done(&spans).then_some(spans)
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn export(State(shared): State<Shared>, body: Bytes) -> axum::response::Response {
+    *shared.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+    let request = match ExportTraceServiceRequest::decode(body) {
+        Ok(request) => request,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let mut decoded = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service = resource_spans
+            .resource
+            .as_ref()
+            .and_then(|r| attribute(&r.attributes, "service.name"))
+            .unwrap_or_default();
+        for scope in resource_spans.scope_spans {
+            for span in scope.spans {
+                decoded.push(RecordedSpan {
+                    service: service.clone(),
+                    name: span.name,
+                    trace_id: hex(&span.trace_id),
+                    span_id: hex(&span.span_id),
+                    parent_span_id: hex(&span.parent_span_id),
+                    kind: span.kind,
+                    attributes: span
+                        .attributes
+                        .iter()
+                        .filter_map(|kv| Some((kv.key.clone(), text(kv)?)))
+                        .collect(),
+                });
+            }
+        }
+    }
+    shared
+        .spans
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(decoded);
+    (
+        [("content-type", "application/x-protobuf")],
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+        .into_response()
+}
+
+fn attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(text)
+}
+
+fn text(kv: &KeyValue) -> Option<String> {
+    match kv.value.as_ref()?.value.as_ref()? {
+        AnyValue::StringValue(s) => Some(s.clone()),
+        AnyValue::IntValue(i) => Some(i.to_string()),
+        AnyValue::BoolValue(b) => Some(b.to_string()),
+        AnyValue::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
