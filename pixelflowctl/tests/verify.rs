@@ -15,12 +15,17 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(&[]).await
+}
+
+/// The three services with `env` on top of the stack's settings.
+async fn start_with(env: &[(&'static str, String)]) -> Running {
     let stack = Stack::fresh("verify-secret-0123456789").await;
     let logs = tempfile::tempdir().expect("tempdir");
     let services = vec![
-        stack.auth(logs.path()),
-        stack.api(logs.path()),
-        stack.worker(logs.path()),
+        stack.auth_with(logs.path(), env),
+        stack.api_with(logs.path(), env),
+        stack.worker_with(logs.path(), env),
     ];
     let http = reqwest::Client::new();
     for s in &services {
@@ -92,7 +97,7 @@ async fn verify_passes_on_the_services_run_as_processes_with_exact_deltas() {
         assert_eq!(row["exact"], true, "every delta is exact: {row}");
     }
     // Not named with --target: said so, as the user's choice.
-    for component in ["prometheus", "dashboards", "grafana"] {
+    for component in ["prometheus", "dashboards", "grafana", "jaeger"] {
         let rows: Vec<&Value> = report
             .as_array()
             .expect("rows")
@@ -494,4 +499,144 @@ async fn verify_finds_the_projects_dashboards_from_any_folder() {
         4,
         "every dashboard of the project: {report:#}"
     );
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Jaeger {
+    /// Every span the services exported.
+    Complete,
+    /// The trace as if the worker's spans never arrived.
+    WithoutWorker,
+    /// 404 for every trace, as Jaeger answers an unknown id.
+    NoTrace,
+}
+
+/// A server answering as Jaeger's query API does (`GET /api/traces/{id}`,
+/// Jaeger's JSON), from the spans the services really exported to
+/// `receiver`; returns its base URL.
+async fn jaeger(mode: Jaeger, receiver: std::sync::Arc<pixelflow_testkit::OtlpReceiver>) -> String {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use axum::Json;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().route(
+        "/api/traces/{id}",
+        axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<String>| {
+            let receiver = receiver.clone();
+            async move {
+                let spans: Vec<_> = receiver
+                    .trace(&id)
+                    .into_iter()
+                    .filter(|s| !matches!(mode, Jaeger::WithoutWorker) || s.service != "worker")
+                    .collect();
+                if matches!(mode, Jaeger::NoTrace) || spans.is_empty() {
+                    let body = serde_json::json!({"data": null, "total": 0, "limit": 0, "offset": 0, "errors": [{"code": 404, "msg": "trace not found"}]});
+                    return (StatusCode::NOT_FOUND, Json(body)).into_response();
+                }
+                let services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                let process = |service: &str| format!("p{}", services.iter().position(|s| s == service).unwrap_or(0) + 1);
+                let kind = |k: i32| ["unspecified", "internal", "server", "client", "producer", "consumer"].get(k as usize).copied().unwrap_or("internal");
+                let spans: Vec<Value> = spans
+                    .iter()
+                    .map(|s| serde_json::json!({
+                        "traceID": s.trace_id,
+                        "spanID": s.span_id,
+                        "flags": 1,
+                        "operationName": s.name,
+                        "references": if s.parent_span_id.is_empty() { vec![] } else { vec![serde_json::json!({"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id})] },
+                        "startTime": 0,
+                        "duration": 0,
+                        "tags": [{"key": "span.kind", "type": "string", "value": kind(s.kind)}],
+                        "logs": [],
+                        "processID": process(&s.service),
+                        "warnings": null,
+                    }))
+                    .collect();
+                let processes: serde_json::Map<String, Value> = services
+                    .iter()
+                    .map(|s| (process(s), serde_json::json!({"serviceName": s, "tags": []})))
+                    .collect();
+                Json(serde_json::json!({
+                    "data": [{"traceID": id, "spans": spans, "processes": processes, "warnings": null}],
+                    "total": 0, "limit": 0, "offset": 0, "errors": null
+                }))
+                .into_response()
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+#[tokio::test]
+async fn jaeger_is_judged_by_the_trace_of_the_flow() {
+    let receiver = std::sync::Arc::new(pixelflow_testkit::OtlpReceiver::start().await);
+    let running = start_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.clone()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ])
+    .await;
+    let cases = [
+        (Jaeger::Complete, None),
+        (Jaeger::WithoutWorker, Some(("spans from worker", "none"))),
+        (
+            Jaeger::NoTrace,
+            Some(("the flow's trace is stored", "HTTP 404")),
+        ),
+    ];
+    for (mode, failure) in cases {
+        let url = jaeger(mode, receiver.clone()).await;
+        let (code, report, stderr) =
+            verify(&running.urls, &["--jaeger", &url, "--trace-timeout", "5s"]).await;
+        let rows = rows_of(&report, "jaeger");
+        match failure {
+            None => {
+                assert_eq!(code, Some(0), "{mode:?}: {stderr}\n{report:#}");
+                // stored, three services, one tree, two hops.
+                assert_eq!(rows.len(), 7, "{rows:?}");
+                assert!(rows.iter().all(|r| r["outcome"] == "pass"), "{rows:?}");
+            }
+            Some((check, actual)) => {
+                assert_eq!(code, Some(1), "{mode:?}: {stderr}\n{report:#}");
+                assert!(
+                    rows.iter().any(|r| r["outcome"] == "fail"
+                        && r["check"] == check
+                        && r["actual"].as_str().is_some_and(|a| a.contains(actual))),
+                    "{mode:?}: {rows:?}"
+                );
+                // Everything else verify checks still passed.
+                let other_failures: Vec<&Value> = report
+                    .as_array()
+                    .expect("rows")
+                    .iter()
+                    .filter(|r| r["outcome"] == "fail" && r["service"] != "jaeger")
+                    .collect();
+                assert!(other_failures.is_empty(), "{other_failures:?}");
+            }
+        }
+    }
+    // Unreachable Jaeger fails, unless the user skips it.
+    let closed = format!("http://127.0.0.1:{}", pixelflow_testkit::free_port());
+    // With --no-flow too: there is no trace to ask for, but Jaeger must answer.
+    for extra in [&["--no-flow"][..], &[]] {
+        let mut args = vec!["--jaeger", closed.as_str()];
+        args.extend_from_slice(extra);
+        let (code, report, _) = verify(&running.urls, &args).await;
+        assert_eq!(code, Some(1), "{extra:?}: {report:#}");
+        assert!(
+            rows_of(&report, "jaeger")
+                .iter()
+                .any(|r| r["outcome"] == "fail"
+                    && r["actual"]
+                        .as_str()
+                        .is_some_and(|a| a.contains("not reachable"))),
+            "{extra:?}: {report:#}"
+        );
+    }
+    let (code, report, _) = verify(&running.urls, &["--jaeger", &closed, "--skip", "jaeger"]).await;
+    assert_eq!(code, Some(0), "{report:#}");
+    drop(running.services);
 }

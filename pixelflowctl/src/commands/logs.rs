@@ -39,19 +39,41 @@ pub struct Args {
     /// every service named (default: all), merged in time order.
     #[arg(long, value_name = "ID")]
     pub task: Option<String>,
+    /// Only the lines of one trace (JSON lines whose `trace_id` is ID), from
+    /// every service named (default: all), merged in time order. ID is the
+    /// 32-hex trace id, or the whole `traceparent` api answered with.
+    #[arg(long, value_name = "ID", value_parser = trace_arg)]
+    pub trace: Option<String>,
+}
+
+/// A trace id, from itself or from a `traceparent` value.
+fn trace_arg(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(text.to_ascii_lowercase());
+    }
+    pixelflow_verify::flow::trace_id_of(text).ok_or_else(|| {
+        format!("{text:?} is neither a trace id (32 hex digits) nor a traceparent (00-<trace id>-<span id>-<flags>)")
+    })
+}
+
+/// Whether `line` is a JSON log line whose `field` is `id`.
+fn has_field(line: &str, field: &str, id: &str) -> bool {
+    line.starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get(field)?.as_str().map(|t| t.eq_ignore_ascii_case(id)))
+            == Some(true)
 }
 
 /// Whether `line` is a JSON log line about task `id`.
 fn is_about_task(line: &str, id: &str) -> bool {
-    line.starts_with('{')
-        && serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| {
-                v.get("task_id")?
-                    .as_str()
-                    .map(|t| t.eq_ignore_ascii_case(id))
-            })
-            == Some(true)
+    has_field(line, "task_id", id)
+}
+
+/// Whether `line` is a JSON log line of trace `id`.
+fn is_in_trace(line: &str, id: &str) -> bool {
+    has_field(line, "trace_id", id)
 }
 
 /// `10m`, `2h`, `30s` ago, an RFC 3339 time, or unix seconds.
@@ -138,9 +160,9 @@ pub async fn run(
         };
         printer.out(format!("{prefix} {}", render::render(line, printer.color)));
     };
-    // One task's lines come from several services: without -f they are
-    // gathered first and shown in the engine's time order.
-    let merge = options.task.is_some() && !options.follow;
+    // One task's or trace's lines come from several services: without -f
+    // they are gathered first and shown in the engine's time order.
+    let merge = (options.task.is_some() || options.trace.is_some()) && !options.follow;
     let mut gathered = Vec::new();
     while let Some(event) = rx.recv().await {
         let (index, at, line) = match event {
@@ -154,6 +176,11 @@ pub async fn run(
         }
         if let Some(id) = &options.task {
             if !is_about_task(&line, id) {
+                continue;
+            }
+        }
+        if let Some(id) = &options.trace {
+            if !is_in_trace(&line, id) {
                 continue;
             }
         }
@@ -278,6 +305,33 @@ mod tests {
             id
         ));
         assert!(!is_about_task(&format!("plain text about {id}"), id));
+    }
+
+    #[test]
+    fn a_trace_filter_keeps_only_json_lines_of_that_trace() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert!(is_in_trace(
+            &format!(r#"{{"level":"INFO","message":"task completed","trace_id":"{id}"}}"#),
+            id
+        ));
+        assert!(!is_in_trace(
+            r#"{"level":"INFO","message":"task completed","trace_id":"0af7651916cd43dd8448eb211c80319c"}"#,
+            id
+        ));
+        assert!(!is_in_trace(r#"{"message":"no trace"}"#, id));
+    }
+
+    #[test]
+    fn a_trace_is_named_by_its_id_or_by_the_traceparent_api_answered() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_arg(id).as_deref(), Ok(id));
+        assert_eq!(trace_arg(&id.to_uppercase()).as_deref(), Ok(id));
+        assert_eq!(
+            trace_arg(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
+            Ok(id)
+        );
+        let error = trace_arg("abc").unwrap_err();
+        assert!(error.contains("32 hex digits"), "{error}");
     }
 
     #[test]

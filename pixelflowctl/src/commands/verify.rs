@@ -16,18 +16,19 @@ use crate::verify::{self, spec, Component, CouldNotRun, Grafana};
 use crate::{stack, ExitStatus};
 
 /// Check that the observability works: metrics, a real flow, Prometheus,
-/// dashboards, Grafana.
+/// dashboards, Grafana, Jaeger.
 ///
 /// Checks every service's metrics against typed expectations, runs a real
 /// register/login/upload/process flow and checks each counter moved by
-/// exactly what it did, then checks Prometheus, the dashboards' queries and
-/// Grafana.
+/// exactly what it did, then checks Prometheus, the dashboards' queries,
+/// Grafana, and that Jaeger holds the flow's trace (by the id api answered
+/// the upload with) with spans from api, auth and worker in one tree.
 ///
 /// On the Docker stack (the default), every component the compose file
 /// declares is checked at the port its container publishes; one that does
 /// not answer fails, unless skipped with --skip. With --target (services
-/// run as processes), only the named services, and Prometheus or Grafana
-/// when their URL is given, are checked.
+/// run as processes), only the named services, and Prometheus, Grafana or
+/// Jaeger when their URL is given, are checked.
 ///
 /// Exit codes: 0 all passed, 1 a check failed, 2 verify could not run (a
 /// service did not answer its scrape, a bad spec).
@@ -59,12 +60,21 @@ pub struct Args {
     /// Grafana's password.
     #[arg(long, env = "GRAFANA_PASSWORD", default_value = "admin")]
     pub grafana_password: String,
+    /// Jaeger's base URL, its query API and UI (default: where the stack
+    /// publishes it, port 16686).
+    #[arg(long)]
+    pub jaeger: Option<String>,
+    /// How long Jaeger may take to hold the flow's whole trace (the
+    /// services export in batches, every 5 s unless OTEL_BSP_SCHEDULE_DELAY
+    /// says otherwise).
+    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
+    pub trace_timeout: Duration,
     /// The dashboards whose queries and provisioning to check (default:
     /// the project's dashboards/, beside compose/, from any folder).
     #[arg(long)]
     pub dashboards: Option<PathBuf>,
     /// Accept that a component is not checked (repeatable), e.g. `--skip
-    /// grafana` on a stack brought up without it. Without it, a component
+    /// grafana --skip jaeger` on a stack brought up without them. Without it, a component
     /// of the stack that does not answer fails.
     #[arg(long, value_enum, value_name = "COMPONENT")]
     pub skip: Vec<Skippable>,
@@ -79,6 +89,7 @@ pub enum Skippable {
     Prometheus,
     Dashboards,
     Grafana,
+    Jaeger,
 }
 
 /// `file` (or compose/docker-compose.yml found from the current folder up,
@@ -103,7 +114,11 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
     // The compose file describes the stack; with --target it is read only
     // for what a named Prometheus or Grafana is checked against (the
     // dashboards, the Prometheus configuration): scrape-only runs skip it.
-    let project = if args.target.is_empty() || args.prometheus.is_some() || args.grafana.is_some() {
+    let project = if args.target.is_empty()
+        || args.prometheus.is_some()
+        || args.grafana.is_some()
+        || args.jaeger.is_some()
+    {
         project(file)?
     } else {
         None
@@ -131,7 +146,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         password: args.grafana_password.clone(),
     };
 
-    let (targets, prometheus, dashboards, grafana) = if args.target.is_empty() {
+    let (targets, prometheus, dashboards, grafana, jaeger) = if args.target.is_empty() {
         let project = project.as_ref().ok_or_else(|| {
             CouldNotRun(
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or name the services with --target".into(),
@@ -172,7 +187,10 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             (None, Some(dir)) => Component::Check(dir),
             (None, None) => Component::Absent("no dashboards folder".into()),
         };
-        (targets, prometheus, dashboards, grafana)
+        let jaeger = skipped(Skippable::Jaeger)
+            .map(Component::Skipped)
+            .unwrap_or_else(|| component("jaeger", 16686, &args.jaeger));
+        (targets, prometheus, dashboards, grafana, jaeger)
     } else {
         let prometheus = match (skipped(Skippable::Prometheus), &args.prometheus) {
             (Some(why), _) => Component::Skipped(why),
@@ -193,8 +211,13 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             (None, Some(dir)) => Component::Check(dir),
             (None, None) => Component::Check(PathBuf::from("dashboards")),
         };
+        let jaeger = match (skipped(Skippable::Jaeger), &args.jaeger) {
+            (Some(why), _) => Component::Skipped(why),
+            (None, Some(url)) => Component::Check(url.trim_end_matches('/').to_string()),
+            (None, None) => not_named("--jaeger URL"),
+        };
         let targets = args.target.iter().cloned().collect();
-        (targets, prometheus, dashboards, grafana)
+        (targets, prometheus, dashboards, grafana, jaeger)
     };
     // What the project's Prometheus configuration promises (read only when
     // Prometheus is checked); without a project, what README promises (a
@@ -214,6 +237,8 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         promised,
         dashboards,
         grafana,
+        jaeger,
+        trace_timeout: args.trace_timeout,
         junit: args.junit,
     };
     Ok(if verify::run(options, printer).await? {
@@ -233,6 +258,7 @@ fn name(component: Skippable) -> &'static str {
         Skippable::Prometheus => "prometheus",
         Skippable::Dashboards => "dashboards",
         Skippable::Grafana => "grafana",
+        Skippable::Jaeger => "jaeger",
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod dashboards;
 mod grafana;
+mod jaeger;
 mod prometheus;
 
 // The service checks, the flow and the report are pixelflow-verify's, shared
@@ -24,7 +25,7 @@ use anyhow::Context;
 
 use crate::printer::{Output, Printer};
 use exposition::Exposition;
-use report::{Check, Outcome};
+pub(crate) use report::{Check, Outcome};
 
 pub struct Options {
     pub spec: spec::Spec,
@@ -38,7 +39,19 @@ pub struct Options {
     pub promised: prometheus::Promised,
     pub dashboards: Component<PathBuf>,
     pub grafana: Component<Grafana>,
+    /// Jaeger's base URL (query API and UI).
+    pub jaeger: Component<String>,
+    /// How long Jaeger may take to hold the flow's whole trace.
+    pub trace_timeout: Duration,
     pub junit: Option<PathBuf>,
+}
+
+/// What the flow left for the trace check.
+enum FlowTrace {
+    NotRun,
+    Failed,
+    /// The trace id api answered the upload with, if any.
+    Done(Option<String>),
 }
 
 /// Whether a component is checked, and where, or why not.
@@ -178,6 +191,7 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
     let bar = printer.spinner("scraping".into());
     let before = scrape_all(&http, &urls).await?;
     let mut checks = Vec::new();
+    let mut flow_trace = FlowTrace::NotRun;
     let after = if options.flow {
         let targets = flow::Targets::from_urls(&urls)?;
         match flow::run(&http, &targets, options.flow_timeout, &|m: &str| {
@@ -186,6 +200,7 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
         .await
         {
             Ok(done) => {
+                flow_trace = FlowTrace::Done(done.trace_id.clone());
                 // The worker counts its success just after storing it.
                 let wait = Duration::from_secs(10);
                 bar.set_message("waiting for the worker's counters");
@@ -222,6 +237,7 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
                 after
             }
             Err(e) => {
+                flow_trace = FlowTrace::Failed;
                 checks.push(Check::new(
                     "flow",
                     "register, login, upload, process",
@@ -276,6 +292,35 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
             );
         }
         (other, _) => checks.extend(other.rows("grafana")),
+    }
+    match (&options.jaeger, flow_trace) {
+        (Component::Check(url), FlowTrace::Done(Some(trace_id))) => {
+            bar.set_message(format!("asking Jaeger for trace {trace_id}"));
+            checks.extend(jaeger::checks(&http, url, &trace_id, options.trace_timeout).await);
+        }
+        (Component::Check(_), FlowTrace::Done(None)) => checks.push(Check::new(
+            "jaeger",
+            "the flow's trace is stored",
+            "a traceparent header on api's answer to the upload",
+            "none: api sent no trace id (is OTEL_SDK_DISABLED set?)",
+            false,
+        )),
+        (Component::Check(_), FlowTrace::Failed) => checks.push(Check::new(
+            "jaeger",
+            "the flow's trace is stored",
+            "the trace of a completed flow",
+            "no trace to look for: the flow failed",
+            false,
+        )),
+        (Component::Check(url), FlowTrace::NotRun) => {
+            checks.push(jaeger::answers(&http, url).await);
+            checks.push(Check::skip(
+                "jaeger",
+                "the flow's trace",
+                "skipped: --no-flow leaves no trace to look for",
+            ));
+        }
+        (other, _) => checks.extend(other.rows("jaeger")),
     }
     bar.finish_and_clear();
 
