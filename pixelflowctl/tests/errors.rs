@@ -60,7 +60,7 @@ async fn an_unknown_service_lists_the_valid_ones() {
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output)
-            .contains("the services are: alertmanager, api, auth, grafana, kafka, postgres, prometheus, worker"),
+            .contains("the services are: alertmanager, api, auth, grafana, jaeger, kafka, postgres, prometheus, worker"),
         "{}",
         stderr(&output)
     );

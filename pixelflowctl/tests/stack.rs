@@ -1,5 +1,5 @@
 //! pixelflowctl against a real Docker engine, on the path a user takes: the
-//! README's `pixelflowctl up --without grafana` with no image variables and
+//! README's `pixelflowctl up --without grafana --without jaeger` with no image variables and
 //! no `--images` flag. The engine builds the services' images from
 //! services/Dockerfile in the official Rust image and pulls nothing: on
 //! this machine the official names are stand-ins tagged locally by
@@ -7,8 +7,8 @@
 //!
 //! up → a second up changes nothing → a changed setting recreates one
 //! service → ps → logs → `restart worker` while `logs -f worker` runs and
-//! while a task is being processed: the task completes → `logs --task` (all
-//! services, Grafana left out) → verify → the worker killed mid-task and
+//! while a task is being processed: the task completes → `logs --task` and
+//! `logs --trace` (all services, Grafana and Jaeger left out) → verify → the worker killed mid-task and
 //! the broker stopped for 30 s through the Docker API: nothing lost or
 //! counted twice → `down` while a task is being processed, `up` again: the
 //! task completes → `down -v` removes the project's objects and nothing
@@ -65,6 +65,9 @@ impl Stack {
             "PROMETHEUS_PORT",
             "ALERTMANAGER_PORT",
             "GRAFANA_PORT",
+            "JAEGER_UI_PORT",
+            "JAEGER_OTLP_GRPC_PORT",
+            "JAEGER_OTLP_HTTP_PORT",
             "POSTGRES_PORT",
             "KAFKA_HOST_PORT",
         ]
@@ -182,6 +185,11 @@ impl User {
     }
 
     async fn upload(&self, image: Vec<u8>) -> String {
+        self.upload_traced(image).await.0
+    }
+
+    /// Uploads `image`; the task id and the `traceparent` api answered.
+    async fn upload_traced(&self, image: Vec<u8>) -> (String, String) {
         let bytes = image.len();
         let response = self
             .http
@@ -193,11 +201,18 @@ impl User {
             .await
             .expect("upload");
         let status = response.status();
+        let traceparent = response
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let task: Value = response.json().await.expect("a JSON answer");
-        task["id"]
+        let id = task["id"]
             .as_str()
             .unwrap_or_else(|| panic!("upload of {bytes} bytes: {status} {task}"))
-            .to_string()
+            .to_string();
+        (id, traceparent)
     }
 
     async fn status(&self, task: &str) -> Option<String> {
@@ -260,7 +275,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     // The README's command, as a user runs it: the engine builds the three
     // services' images from services/Dockerfile when they are missing or
     // their sources changed.
-    let up_args = ["up", "--without", "grafana"];
+    let up_args = ["up", "--without", "grafana", "--without", "jaeger"];
     let up = stack.run(&up_args).await;
     let table = String::from_utf8_lossy(&up.stdout).to_string();
     for service in SERVICES {
@@ -381,7 +396,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         "the task in hand when the worker was restarted did not complete"
     );
 
-    let task_id = user.upload(png(300, 200)).await;
+    let (task_id, traceparent) = user.upload_traced(png(300, 200)).await;
     user.wait_for(&task_id, "COMPLETED", Duration::from_secs(60))
         .await;
     let seen = tokio::time::timeout(Duration::from_secs(30), async {
@@ -418,6 +433,29 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         "only that task's lines:\n{task_logs}"
     );
 
+    // The same upload's trace, named by the traceparent api answered: api,
+    // auth and worker lines, in time order, each carrying the trace id.
+    let trace_id = pixelflow_verify::flow::trace_id_of(&traceparent)
+        .unwrap_or_else(|| panic!("api answered the upload with traceparent {traceparent:?}"));
+    let trace_logs = stack.run(&["logs", "--trace", &traceparent]).await;
+    let trace_logs = String::from_utf8_lossy(&trace_logs.stdout).to_string();
+    let position = |service: &str, text: &str| {
+        trace_logs
+            .lines()
+            .position(|l| l.starts_with(&format!("{service} ")) && l.contains(text))
+    };
+    let validated = position("auth", "/validate");
+    let created = position("api", "task created");
+    let completed = position("worker", "task completed");
+    assert!(
+        matches!((validated, created, completed), (Some(v), Some(a), Some(w)) if v < a && a < w),
+        "logs --trace shows auth's validation, api's task, the worker's completion:\n{trace_logs}"
+    );
+    assert!(
+        trace_logs.lines().all(|l| l.contains(&trace_id)),
+        "only that trace's lines:\n{trace_logs}"
+    );
+
     // verify on the Docker stack as a user runs it: no URLs, the ports
     // found through the Docker API (they are moved here). Grafana belongs
     // to the stack but is not running: a failure unless skipped.
@@ -440,8 +478,22 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
                     .is_some_and(|a| a.contains("not reachable"))),
         "a Grafana that does not answer fails: {report:#}"
     );
+    assert!(
+        report
+            .as_array()
+            .expect("rows")
+            .iter()
+            .any(|c| c["service"] == "jaeger"
+                && c["outcome"] == "fail"
+                && c["actual"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("not reachable"))),
+        "a Jaeger that does not answer fails: {report:#}"
+    );
     let verified = stack
-        .run(&["--output", "json", "verify", "--skip", "grafana"])
+        .run(&[
+            "--output", "json", "verify", "--skip", "grafana", "--skip", "jaeger",
+        ])
         .await;
     let report: Value = serde_json::from_slice(&verified.stdout).expect("verify JSON");
     let rows = report.as_array().expect("rows");

@@ -424,6 +424,17 @@ async fn grafana(mode: Grafana) -> String {
             }),
         )
         .route(
+            "/api/datasources/uid/{uid}",
+            axum::routing::get(move |axum::extract::Path(uid): axum::extract::Path<String>| async move {
+                let kind = if uid == "pixelflow-jaeger" { "jaeger" } else { "prometheus" };
+                match mode {
+                    Grafana::Unauthorized => (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"message": "Unauthorized"}))),
+                    Grafana::NoDatasource => (StatusCode::NOT_FOUND, Json(serde_json::json!({"message": "Data source not found"}))),
+                    _ => (StatusCode::OK, Json(serde_json::json!({"uid": uid, "type": kind, "access": "proxy"}))),
+                }
+            }),
+        )
+        .route(
             "/api/dashboards/uid/{uid}",
             axum::routing::get(move |axum::extract::Path(uid): axum::extract::Path<String>| {
                 let dashboards = dashboards.clone();
@@ -465,8 +476,9 @@ async fn grafana_is_judged_by_what_it_answers() {
         match failure {
             None => {
                 assert_eq!(code, Some(0), "{stderr}\n{report:#}");
-                // health, the datasource, and each of the four dashboards.
-                assert_eq!(rows.len(), 6, "{rows:?}");
+                // health, the two datasources, and each of the four
+                // dashboards.
+                assert_eq!(rows.len(), 7, "{rows:?}");
                 assert!(rows.iter().all(|r| r["outcome"] == "pass"), "{rows:?}");
             }
             Some(message) => {

@@ -122,7 +122,7 @@ pub async fn run(
     let mut services = project.select(&options.services)?;
     if options.services.is_empty() {
         // All services means all that have a container: one left out of
-        // `up` (`--without grafana`) has no logs to show, and is no error.
+        // `up` (`--without grafana --without jaeger`) has no logs to show, and is no error.
         services.retain(|s| containers.contains_key(s));
         if services.is_empty() {
             anyhow::bail!(

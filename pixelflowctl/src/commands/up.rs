@@ -32,8 +32,10 @@ use crate::{commands, health, images, stack, ExitStatus};
 pub struct Args {
     /// Services to bring up, with what they depend on (default: all).
     pub services: Vec<String>,
-    /// Leave these services out, e.g. `--without grafana` where Grafana
-    /// cannot be had. Services that depend on one are left out too.
+    /// Leave these services out (repeatable), e.g. `--without grafana
+    /// --without jaeger` where their images cannot be had. Services that
+    /// depend on one are left out too; the services run without Jaeger
+    /// (their spans are dropped, reported once in each one's log).
     #[arg(long, value_name = "SERVICE")]
     pub without: Vec<String>,
     /// How long to wait for each service to become healthy (builds and

@@ -14,6 +14,11 @@ use super::report::Check;
 /// The datasource uid compose/grafana/provisioning gives Prometheus.
 pub const DATASOURCE_UID: &str = "pixelflow-prometheus";
 
+/// The datasource uid compose/grafana/provisioning gives Jaeger. Only its
+/// provisioning is checked: its health is Jaeger's, which verify checks
+/// itself (and which a stack may leave out).
+pub const JAEGER_DATASOURCE_UID: &str = "pixelflow-jaeger";
+
 /// Where Grafana is and how to log in.
 #[derive(Debug, Clone)]
 pub struct Grafana {
@@ -65,6 +70,23 @@ pub async fn checks(http: &reqwest::Client, grafana: &Grafana, dashboards: &Path
         "HTTP 200, status OK",
         describe(status, &body, grafana, "datasource"),
         status == Some(StatusCode::OK) && body["status"] == "OK",
+    ));
+    let (status, body) = get(
+        http,
+        grafana,
+        &format!("/api/datasources/uid/{JAEGER_DATASOURCE_UID}"),
+    )
+    .await;
+    out.push(Check::new(
+        COMPONENT,
+        format!("datasource {JAEGER_DATASOURCE_UID} provisioned"),
+        "HTTP 200, type jaeger",
+        if status == Some(StatusCode::OK) {
+            format!("HTTP 200, type {}", body["type"])
+        } else {
+            describe(status, &body, grafana, "datasource")
+        },
+        status == Some(StatusCode::OK) && body["type"] == "jaeger",
     ));
 
     match super::dashboards::load(dashboards) {

@@ -95,11 +95,18 @@ where
 /// `warn` inside an `info` span still finds the span's trace id.
 pub struct SpansAndFilteredEvents {
     events: EnvFilter,
+    /// Whether the filter has span directives (`target[span]=level`),
+    /// which need to hear of every span; without, telling it costs a lock
+    /// per span entered for nothing.
+    span_directives: bool,
 }
 
 impl SpansAndFilteredEvents {
-    pub fn new(events: EnvFilter) -> Self {
-        Self { events }
+    pub fn new(events: EnvFilter, span_directives: bool) -> Self {
+        Self {
+            events,
+            span_directives,
+        }
     }
 }
 
@@ -115,6 +122,19 @@ where
         meta.is_span() || tracing_subscriber::layer::Filter::enabled(&self.events, meta, cx)
     }
 
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        // Decided once per callsite, as a global EnvFilter would, rather
+        // than at every event.
+        if meta.is_span() {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing_subscriber::layer::Filter::<S>::callsite_enabled(&self.events, meta)
+        }
+    }
+
     fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
         // Spans at info must reach the formatter whatever LOG_LEVEL says.
         tracing_subscriber::layer::Filter::<S>::max_level_hint(&self.events)
@@ -127,7 +147,9 @@ where
         id: &tracing::span::Id,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        tracing_subscriber::layer::Filter::on_new_span(&self.events, attrs, id, ctx);
+        if self.span_directives {
+            tracing_subscriber::layer::Filter::on_new_span(&self.events, attrs, id, ctx);
+        }
     }
 
     fn on_record(
@@ -136,19 +158,41 @@ where
         values: &tracing::span::Record<'_>,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        tracing_subscriber::layer::Filter::on_record(&self.events, id, values, ctx);
+        if self.span_directives {
+            tracing_subscriber::layer::Filter::on_record(&self.events, id, values, ctx);
+        }
     }
 
     fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        tracing_subscriber::layer::Filter::on_enter(&self.events, id, ctx);
+        if self.span_directives {
+            tracing_subscriber::layer::Filter::on_enter(&self.events, id, ctx);
+        }
     }
 
     fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        tracing_subscriber::layer::Filter::on_exit(&self.events, id, ctx);
+        if self.span_directives {
+            tracing_subscriber::layer::Filter::on_exit(&self.events, id, ctx);
+        }
     }
 
     fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        tracing_subscriber::layer::Filter::on_close(&self.events, id, ctx);
+        if self.span_directives {
+            tracing_subscriber::layer::Filter::on_close(&self.events, id, ctx);
+        }
+    }
+}
+
+/// Formats no span fields: [`JsonLines`] writes only the event's own, so
+/// the fmt layer need not render every span's fields when it opens.
+pub struct NoSpanFields;
+
+impl<'writer> FormatFields<'writer> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'writer>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
     }
 }
 

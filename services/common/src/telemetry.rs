@@ -17,7 +17,6 @@
 //! queue is full. A collector that cannot be reached is reported once, at
 //! the first failed export, and again only after exports worked in between.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -34,7 +33,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::logging::{JsonLines, SpansAndFilteredEvents};
+use crate::logging::{JsonLines, NoSpanFields, SpansAndFilteredEvents};
 use crate::settings::{Env, SettingsError};
 
 /// The W3C trace-context header, on HTTP requests and answers and on Kafka
@@ -142,20 +141,32 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
     let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
     let logs = tracing_subscriber::fmt::layer()
         .event_format(JsonLines::new(service))
-        .with_writer(std::io::stdout)
-        .with_filter(SpansAndFilteredEvents::new(filter));
-    let provider = provider(service, tracing)?;
-    let spans = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service))
-            .with_filter(traced_crates())
-    });
+        .fmt_fields(NoSpanFields)
+        .with_writer(std::io::stdout);
+    let Some(provider) = provider(service, tracing)? else {
+        // Tracing off: the logger alone, as before tracing existed.
+        tracing_subscriber::registry()
+            .with(logs.with_filter(filter))
+            .try_init()
+            .map_err(|e| e.to_string())?;
+        return Ok(Telemetry { provider: None });
+    };
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(service))
+        // Per-span extras that cost an allocation each and say little
+        // here: source location, thread, busy/idle time.
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(traced_crates());
     tracing_subscriber::registry()
-        .with(logs)
+        .with(logs.with_filter(SpansAndFilteredEvents::new(filter, level.contains('['))))
         .with(spans)
         .try_init()
         .map_err(|e| e.to_string())?;
-    Ok(Telemetry { provider })
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
 }
 
 fn provider(service: &'static str, tracing: &Tracing) -> Result<Option<SdkTracerProvider>, String> {
@@ -239,19 +250,40 @@ impl<E: SpanExporter> SpanExporter for ReportOnce<E> {
 }
 
 /// The `traceparent` value that makes the receiver's spans children of
-/// `span`; `None` when tracing is off.
+/// `span`; `None` when tracing is off. Written directly (W3C trace
+/// context, version 00): this runs on every request.
 pub fn traceparent(span: &Span) -> Option<String> {
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
-    carrier.remove(TRACEPARENT)
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// A carrier holding one `traceparent`, without building a map.
+struct OneHeader<'a>(&'a str);
+
+impl opentelemetry::propagation::Extractor for OneHeader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
 }
 
 /// Makes `span` a child of the remote span `traceparent` names. Call it
 /// before the span is first entered; a malformed value is ignored (the
 /// span starts a trace of its own).
 pub fn set_parent(span: &Span, traceparent: &str) {
-    let carrier = HashMap::from([(TRACEPARENT.to_string(), traceparent.to_string())]);
-    let parent = TraceContextPropagator::new().extract(&carrier);
+    let parent = TraceContextPropagator::new().extract(&OneHeader(traceparent));
     let _ = span.set_parent(parent);
 }
 
@@ -354,6 +386,29 @@ mod tests {
             text.contains("http://jaeger:4318/v1/traces"),
             "the line names where"
         );
+    }
+
+    #[test]
+    fn a_traceparent_goes_out_as_it_came_in() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let span = tracing::info_span!("server");
+            set_parent(&span, incoming);
+            let outgoing = traceparent(&span).expect("a traceparent");
+            let parts: Vec<&str> = outgoing.split('-').collect();
+            assert_eq!(parts[0], "00");
+            assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+            assert_ne!(parts[2], "00f067aa0ba902b7", "a span of its own");
+            assert_eq!(parts[3], "01", "sampled, as the caller said");
+            let orphan = tracing::info_span!("orphan");
+            set_parent(&orphan, "garbage");
+            let own = traceparent(&orphan).expect("a trace of its own");
+            assert!(!own.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+        });
+        assert_eq!(traceparent(&tracing::Span::none()), None, "tracing off");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub struct OtlpReceiver {
     pub endpoint: String,
     spans: Spans,
     requests: Arc<Mutex<u64>>,
+    counted: Arc<std::sync::atomic::AtomicU64>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -48,10 +49,32 @@ pub struct OtlpReceiver {
 struct Shared {
     spans: Spans,
     requests: Arc<Mutex<u64>>,
+    /// Spans decoded, kept or not.
+    counted: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether decoded spans are kept for [`OtlpReceiver::spans`].
+    keep: bool,
 }
 
 impl OtlpReceiver {
+    /// A receiver that keeps every span it decodes, for tests.
     pub async fn start() -> Self {
+        Self::serve(true).await
+    }
+
+    /// A receiver that decodes every export, as a collector does, and only
+    /// counts the spans ([`OtlpReceiver::counted`]), for benches: keeping
+    /// hundreds of thousands of spans is the test's bookkeeping, not a
+    /// collector's work.
+    pub async fn counting() -> Self {
+        Self::serve(false).await
+    }
+
+    /// Spans decoded so far.
+    pub fn counted(&self) -> u64 {
+        self.counted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn serve(keep: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the OTLP receiver");
@@ -59,6 +82,8 @@ impl OtlpReceiver {
         let shared = Shared {
             spans: Spans::default(),
             requests: Arc::default(),
+            counted: Arc::default(),
+            keep,
         };
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::post(export))
@@ -70,6 +95,7 @@ impl OtlpReceiver {
             endpoint: format!("http://{address}"),
             spans: shared.spans,
             requests: shared.requests,
+            counted: shared.counted,
             server,
         }
     }
@@ -123,8 +149,17 @@ async fn export(State(shared): State<Shared>, body: Bytes) -> axum::response::Re
         Ok(request) => request,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
+    let count: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    shared
+        .counted
+        .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
     let mut decoded = Vec::new();
-    for resource_spans in request.resource_spans {
+    for resource_spans in request.resource_spans.into_iter().filter(|_| shared.keep) {
         let service = resource_spans
             .resource
             .as_ref()
