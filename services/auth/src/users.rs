@@ -1,10 +1,12 @@
 //! The users table, with every query timed into
-//! `auth_db_query_duration_seconds{query_type}`.
+//! `auth_db_query_duration_seconds{query_type}` and traced as a span of its
+//! own.
 
 use std::future::Future;
 
 use prometheus::HistogramVec;
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub struct StoredUser {
@@ -12,9 +14,15 @@ pub struct StoredUser {
     pub password_hash: String,
 }
 
-async fn timed<T>(histogram: &HistogramVec, query_type: &str, query: impl Future<Output = T>) -> T {
+async fn timed<T>(
+    histogram: &HistogramVec,
+    query_type: &'static str,
+    query: impl Future<Output = T>,
+) -> T {
     let timer = histogram.with_label_values(&[query_type]).start_timer();
-    let result = query.await;
+    let result = query
+        .instrument(pixelflow_common::telemetry::db_span(query_type))
+        .await;
     timer.observe_duration();
     result
 }

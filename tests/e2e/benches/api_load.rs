@@ -261,8 +261,22 @@ async fn main() {
     // 4. Tracing's cost: the same request on two auth+api pairs, one
     // exporting every span (api's server, client and database spans and
     // auth's), one with tracing off, alternated so drift hits both alike.
-    let receiver = pixelflow_testkit::OtlpReceiver::counting().await;
-    let traced_env = [("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint.clone())];
+    // The receiver runs as a process of its own, as a collector would: its
+    // decoding must not slow the load generator's threads.
+    let mut receiver = tokio::process::Command::new(binary("otlp_receiver"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("otlp_receiver");
+    let mut receiver_out =
+        tokio::io::BufReader::new(receiver.stderr.take().expect("receiver stderr"));
+    let mut line = String::new();
+    receiver_out.read_line(&mut line).await.expect("endpoint");
+    let endpoint: Value = serde_json::from_str(&line).expect("endpoint JSON");
+    let endpoint = endpoint["endpoint"].as_str().expect("endpoint").to_string();
+    let traced_env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)];
     let ids_env = [("OTEL_TRACES_EXPORTER", "none".to_string())];
     let off_env = [("OTEL_SDK_DISABLED", "true".to_string())];
     let traced = Pair::start(&http, &traced_env).await;
@@ -277,7 +291,15 @@ async fn main() {
         ids_rounds.push(ids_only.load(&http, concurrency, seconds).await);
         off_rounds.push(off.load(&http, concurrency, seconds).await);
     }
-    let spans_received = receiver.counted();
+    // The spans received while the load ran (the pair is killed, not
+    // flushed: a few queued spans are not counted).
+    drop(traced);
+    drop(receiver.stdin.take());
+    line.clear();
+    receiver_out.read_line(&mut line).await.expect("span count");
+    let spans_received = serde_json::from_str::<Value>(&line).expect("count JSON")["spans"]
+        .as_u64()
+        .unwrap_or(0);
     let rps = |rounds: &[Stats]| median(rounds.iter().map(Stats::rps).collect());
     let p99 = |rounds: &[Stats]| median(rounds.iter().map(|s| ms(s.percentile(0.99))).collect());
     let (traced_rps, ids_rps, off_rps) = (rps(&traced_rounds), rps(&ids_rounds), rps(&off_rounds));
