@@ -69,7 +69,7 @@ fn publish_span(topic: &str, task_id: Uuid, traceparent: Option<&str>) -> tracin
     if let Some(parent) = traceparent {
         pixelflow_common::telemetry::set_parent(&span, parent);
     }
-    span
+    pixelflow_common::telemetry::started(span)
 }
 
 /// A producer that gives up on a message after `timeout`, so a broker

@@ -174,7 +174,7 @@ fn server_span(method: &str, endpoint: &str, headers: &axum::http::HeaderMap) ->
     {
         crate::telemetry::set_parent(&span, parent);
     }
-    span
+    crate::telemetry::started(span)
 }
 
 /// `/health`, `/metrics` and the JSON fallbacks every service has.

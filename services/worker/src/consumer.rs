@@ -70,7 +70,7 @@ fn process_span(message: &BorrowedMessage<'_>, event: &TaskCreated) -> tracing::
     if let Some(parent) = traceparent {
         pixelflow_common::telemetry::set_parent(&span, parent);
     }
-    span
+    pixelflow_common::telemetry::started(span)
 }
 
 /// Decrements the active-tasks gauge however processing ends.

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+pub mod load;
+
 use pixelflow_testkit::{eventually, Exposition};
 use tokio::process::{Child, Command};
 

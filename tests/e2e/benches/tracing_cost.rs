@@ -1,0 +1,175 @@
+//! What tracing costs api: authenticated `GET /api/tasks` (api's server
+//! span, its call to auth and auth's server span, the database statement)
+//! on three auth+api pairs, release builds, each on a database of its own:
+//! - exporting every span over OTLP/HTTP to the test receiver, running as a
+//!   process of its own as a collector would (`otlp_receiver`);
+//! - ids only (`OTEL_TRACES_EXPORTER=none`): spans and ids, no export;
+//! - off (`OTEL_SDK_DISABLED=true`): the baseline.
+//!
+//! Rounds alternate the three, in a rotating order, so the machine's drift
+//! hits all alike; each round's throughput is divided by the same round's
+//! baseline and the median of those ratios is the figure (with the p99 of
+//! each, the median over rounds).
+//!
+//! Run: `tests/bench-tracing`. Knobs: BENCH_SECONDS (per measurement,
+//! default 2), BENCH_CONCURRENCY (default 16), BENCH_ROUNDS (default 15).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use pixelflow_e2e::load::{knob, load, median, ms, Stats};
+use pixelflow_e2e::{binary, Service, Stack};
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+/// auth and api on a database of their own, with `env` on both.
+struct Pair {
+    name: &'static str,
+    _logs: tempfile::TempDir,
+    _auth: Service,
+    api: Service,
+    bearer: String,
+}
+
+impl Pair {
+    async fn start(
+        name: &'static str,
+        http: &reqwest::Client,
+        env: &[(&'static str, String)],
+    ) -> Self {
+        let stack = Stack::fresh("bench-secret-0123456789").await;
+        let logs = tempfile::tempdir().expect("tempdir");
+        let auth = stack.auth_with(logs.path(), env);
+        let api = stack.api_with(logs.path(), env);
+        for service in [&auth, &api] {
+            service.ready(http).await;
+        }
+        let (bearer, _) = pixelflow_testkit::new_user(http, &auth.base).await;
+        for _ in 0..5 {
+            http.post(format!("{}/api/upload", api.base))
+                .header("Authorization", &bearer)
+                .header("Content-Type", "image/png")
+                .body(pixelflow_testkit::png(64, 64))
+                .send()
+                .await
+                .expect("upload");
+        }
+        Self {
+            name,
+            _logs: logs,
+            _auth: auth,
+            api,
+            bearer,
+        }
+    }
+
+    async fn load(&self, http: &reqwest::Client, concurrency: usize, duration: Duration) -> Stats {
+        let url = format!("{}/api/tasks", self.api.base);
+        load(http, &url, Some(&self.bearer), concurrency, duration).await
+    }
+}
+
+/// The receiver process and its endpoint; it prints its span count when
+/// its stdin closes.
+async fn receiver() -> (
+    tokio::process::Child,
+    tokio::io::BufReader<tokio::process::ChildStderr>,
+    String,
+) {
+    let mut child = tokio::process::Command::new(binary("otlp_receiver"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("otlp_receiver");
+    let mut out = tokio::io::BufReader::new(child.stderr.take().expect("receiver stderr"));
+    let mut line = String::new();
+    out.read_line(&mut line).await.expect("endpoint");
+    let endpoint: Value = serde_json::from_str(&line).expect("endpoint JSON");
+    let endpoint = endpoint["endpoint"].as_str().expect("endpoint").to_string();
+    (child, out, endpoint)
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = Duration::from_secs(knob("BENCH_SECONDS", 2));
+    let concurrency = knob("BENCH_CONCURRENCY", 16) as usize;
+    let rounds = knob("BENCH_ROUNDS", 15) as usize;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client");
+
+    let (mut receiver, mut receiver_out, endpoint) = receiver().await;
+    let pairs = [
+        Pair::start(
+            "exporting",
+            &http,
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
+        )
+        .await,
+        Pair::start(
+            "ids only",
+            &http,
+            &[("OTEL_TRACES_EXPORTER", "none".to_string())],
+        )
+        .await,
+        Pair::start("off", &http, &[("OTEL_SDK_DISABLED", "true".to_string())]).await,
+    ];
+    for pair in &pairs {
+        pair.load(&http, concurrency, Duration::from_secs(1)).await; // warm-up
+    }
+    // results[pair][round]
+    let mut results: Vec<Vec<Stats>> = pairs.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for k in 0..pairs.len() {
+            let i = (round + k) % pairs.len();
+            results[i].push(pairs[i].load(&http, concurrency, seconds).await);
+        }
+    }
+    drop(receiver.stdin.take());
+    let mut line = String::new();
+    receiver_out.read_line(&mut line).await.expect("span count");
+    let spans = serde_json::from_str::<Value>(&line).expect("count JSON")["spans"]
+        .as_u64()
+        .unwrap_or(0);
+
+    let off = &results[2];
+    let mut report = serde_json::Map::new();
+    report.insert(
+        "settings".into(),
+        json!({ "seconds": seconds.as_secs(), "concurrency": concurrency, "rounds": rounds }),
+    );
+    for (pair, stats) in pairs.iter().zip(&results) {
+        let ratios: Vec<f64> = stats
+            .iter()
+            .zip(off)
+            .map(|(s, o)| s.rps() / o.rps())
+            .collect();
+        let rps = median(stats.iter().map(Stats::rps).collect());
+        let p99 = median(stats.iter().map(|s| ms(s.percentile(0.99))).collect());
+        let p50 = median(stats.iter().map(|s| ms(s.percentile(0.50))).collect());
+        let errors: usize = stats.iter().map(|s| s.errors).sum();
+        let ratio = median(ratios.clone());
+        report.insert(
+            pair.name.into(),
+            json!({
+                "rps_rounds": stats.iter().map(Stats::rps).collect::<Vec<_>>(),
+                "ratio_to_off_rounds": ratios,
+                "rps": rps, "ratio_to_off": ratio,
+                "p50_ms": p50, "p99_ms": p99, "errors": errors,
+            }),
+        );
+        println!(
+            "{:<9} {rps:>6.0} req/s  {ratio:.3}x of off (median of {rounds} paired rounds)  p50 {p50:.2} ms  p99 {p99:.2} ms  {errors} errors",
+            pair.name
+        );
+    }
+    report.insert("spans_received".into(), json!(spans));
+    println!("spans received by the OTLP receiver: {spans} (target: exporting >= 0.9x of off)");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(report)).expect("JSON")
+    );
+}
