@@ -157,8 +157,9 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
     let spans = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(service))
         // Per-span extras that cost an allocation each and say little
-        // here: source location, thread, busy/idle time.
+        // here: source location, thread, target, busy/idle time.
         .with_location(false)
+        .with_target(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
         // Nothing here reads the "current" OpenTelemetry context; making
