@@ -86,15 +86,7 @@ async fn main() {
         .collect();
 
     let (bearer, _) = pixelflow_testkit::new_user(&http, &auth.base).await;
-    for _ in 0..20 {
-        http.post(format!("{}/api/upload", api.base))
-            .header("Authorization", &bearer)
-            .header("Content-Type", "image/png")
-            .body(pixelflow_testkit::png(64, 64))
-            .send()
-            .await
-            .expect("upload");
-    }
+    pixelflow_e2e::upload_some(&http, &api, &bearer, 20).await;
     let tasks_url = format!("{}/api/tasks", api.base);
     load(
         &http,

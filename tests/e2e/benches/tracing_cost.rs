@@ -45,15 +45,7 @@ impl Pair {
             service.ready(http).await;
         }
         let (bearer, _) = pixelflow_testkit::new_user(http, &auth.base).await;
-        for _ in 0..5 {
-            http.post(format!("{}/api/upload", api.base))
-                .header("Authorization", &bearer)
-                .header("Content-Type", "image/png")
-                .body(pixelflow_testkit::png(64, 64))
-                .send()
-                .await
-                .expect("upload");
-        }
+        pixelflow_e2e::upload_some(http, &api, &bearer, 5).await;
         Self {
             name,
             _logs: logs,

@@ -161,6 +161,25 @@ impl Stack {
         ]
     }
 
+    /// auth, api and worker with `extra` settings on each, once all three
+    /// are ready.
+    pub async fn start_all(
+        &self,
+        logs: &std::path::Path,
+        extra: &[(&'static str, String)],
+        http: &reqwest::Client,
+    ) -> [Service; 3] {
+        let services = [
+            self.auth_with(logs, extra),
+            self.api_with(logs, extra),
+            self.worker_with(logs, extra),
+        ];
+        for service in &services {
+            service.ready(http).await;
+        }
+        services
+    }
+
     pub fn auth(&self, logs: &std::path::Path) -> Service {
         self.auth_with(logs, &[])
     }
@@ -198,5 +217,34 @@ impl Stack {
         env.push(("KAFKA_GROUP_ID", self.group.clone()));
         env.extend_from_slice(extra);
         Service::spawn("worker", self.ports.2, &env, logs)
+    }
+}
+
+/// pixelflow-verify's flow (register, a failed login, login, upload, the
+/// task COMPLETED) against `auth` and `api`; panics naming what failed.
+pub async fn run_flow(
+    http: &reqwest::Client,
+    auth: &Service,
+    api: &Service,
+) -> pixelflow_verify::flow::Done {
+    let targets = pixelflow_verify::flow::Targets {
+        auth: auth.base.clone(),
+        api: api.base.clone(),
+    };
+    pixelflow_verify::flow::run(http, &targets, Duration::from_secs(60), &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("the flow: {e:#}"))
+}
+
+/// `count` uploads of a small PNG by the user `authorization` names.
+pub async fn upload_some(http: &reqwest::Client, api: &Service, authorization: &str, count: usize) {
+    for _ in 0..count {
+        http.post(format!("{}/api/upload", api.base))
+            .header("Authorization", authorization)
+            .header("Content-Type", "image/png")
+            .body(pixelflow_testkit::png(64, 64))
+            .send()
+            .await
+            .expect("upload");
     }
 }

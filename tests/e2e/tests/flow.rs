@@ -34,13 +34,7 @@ async fn a_registered_user_uploads_an_image_and_gets_a_thumbnail_with_every_metr
 
     // The flow `pixelflowctl verify` runs: register, a failed login, login,
     // upload a generated 320×240 PNG, read the task until it is COMPLETED.
-    let targets = pixelflow_verify::flow::Targets {
-        auth: auth.base.clone(),
-        api: api.base.clone(),
-    };
-    let done = pixelflow_verify::flow::run(&http, &targets, Duration::from_secs(60), &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("the flow: {e:#}"));
+    let done = pixelflow_e2e::run_flow(&http, &auth, &api).await;
     let token = done.token.clone();
 
     // The worker counts its success just after storing it; wait for that

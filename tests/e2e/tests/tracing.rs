@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pixelflow_e2e::{Service, Stack};
+use pixelflow_e2e::{run_flow, Service, Stack};
 use pixelflow_testkit::{OtlpReceiver, RecordedSpan};
 use serde_json::Value;
 
@@ -95,22 +95,11 @@ async fn one_upload_is_one_trace_across_api_auth_and_worker_and_its_logs_carry_t
     let receiver = OtlpReceiver::start().await;
     let stack = Stack::fresh(SECRET).await;
     let logs = tempfile::tempdir().expect("tempdir");
-    let env = exporting_to(&receiver);
-    let auth = stack.auth_with(logs.path(), &env);
-    let api = stack.api_with(logs.path(), &env);
-    let worker = stack.worker_with(logs.path(), &env);
     let http = reqwest::Client::new();
-    for service in [&auth, &api, &worker] {
-        service.ready(&http).await;
-    }
-
-    let targets = pixelflow_verify::flow::Targets {
-        auth: auth.base.clone(),
-        api: api.base.clone(),
-    };
-    let done = pixelflow_verify::flow::run(&http, &targets, Duration::from_secs(60), &|_| {})
-        .await
-        .unwrap_or_else(|e| panic!("the flow: {e:#}"));
+    let [auth, api, worker] = stack
+        .start_all(logs.path(), &exporting_to(&receiver), &http)
+        .await;
+    let done = run_flow(&http, &auth, &api).await;
     let trace_id = done
         .trace_id
         .clone()
@@ -301,22 +290,11 @@ async fn with_no_collector_the_flow_works_and_each_service_reports_the_failure_o
         ),
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ];
-    let auth = stack.auth_with(logs.path(), &env);
-    let api = stack.api_with(logs.path(), &env);
-    let worker = stack.worker_with(logs.path(), &env);
     let http = reqwest::Client::new();
-    for service in [&auth, &api, &worker] {
-        service.ready(&http).await;
-    }
-    let targets = pixelflow_verify::flow::Targets {
-        auth: auth.base.clone(),
-        api: api.base.clone(),
-    };
+    let [auth, api, worker] = stack.start_all(logs.path(), &env, &http).await;
     // Twice: several batches fail in every service.
     for _ in 0..2 {
-        let done = pixelflow_verify::flow::run(&http, &targets, Duration::from_secs(60), &|_| {})
-            .await
-            .unwrap_or_else(|e| panic!("the flow without a collector: {e:#}"));
+        let done = run_flow(&http, &auth, &api).await;
         assert!(
             done.trace_id.is_some(),
             "ids are made whether or not exported"
