@@ -74,11 +74,7 @@ impl Tracing {
             if let Some(protocol) = env.raw(name) {
                 if protocol != "http/protobuf" {
                     return Err(SettingsError::Invalid {
-                        name: if name.contains("TRACES") {
-                            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-                        } else {
-                            "OTEL_EXPORTER_OTLP_PROTOCOL"
-                        },
+                        name,
                         value: protocol,
                         reason: "only http/protobuf is built in (the OTLP/HTTP port, 4318)".into(),
                     });

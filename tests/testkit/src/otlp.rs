@@ -40,7 +40,6 @@ pub struct OtlpReceiver {
     /// For `OTEL_EXPORTER_OTLP_ENDPOINT` (the exporter adds `/v1/traces`).
     pub endpoint: String,
     spans: Spans,
-    requests: Arc<Mutex<u64>>,
     counted: Arc<std::sync::atomic::AtomicU64>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -48,7 +47,6 @@ pub struct OtlpReceiver {
 #[derive(Clone)]
 struct Shared {
     spans: Spans,
-    requests: Arc<Mutex<u64>>,
     /// Spans decoded, kept or not.
     counted: Arc<std::sync::atomic::AtomicU64>,
     /// Whether decoded spans are kept for [`OtlpReceiver::spans`].
@@ -81,7 +79,6 @@ impl OtlpReceiver {
         let address = listener.local_addr().expect("receiver address");
         let shared = Shared {
             spans: Spans::default(),
-            requests: Arc::default(),
             counted: Arc::default(),
             keep,
         };
@@ -94,7 +91,6 @@ impl OtlpReceiver {
         Self {
             endpoint: format!("http://{address}"),
             spans: shared.spans,
-            requests: shared.requests,
             counted: shared.counted,
             server,
         }
@@ -111,11 +107,6 @@ impl OtlpReceiver {
             .into_iter()
             .filter(|s| s.trace_id == trace_id)
             .collect()
-    }
-
-    /// Export requests received, valid or not.
-    pub fn requests(&self) -> u64 {
-        *self.requests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until `done` holds for the spans of `trace_id`.
@@ -144,7 +135,6 @@ impl Drop for OtlpReceiver {
 }
 
 async fn export(State(shared): State<Shared>, body: Bytes) -> axum::response::Response {
-    *shared.requests.lock().unwrap_or_else(|p| p.into_inner()) += 1;
     let request = match ExportTraceServiceRequest::decode(body) {
         Ok(request) => request,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
