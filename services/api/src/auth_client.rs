@@ -64,7 +64,12 @@ impl AuthClient {
             .instrument(span.clone())
             .await
             .map_err(|e| AuthError::Unavailable(without_url(&e)))?;
-        span.record("http.response.status_code", response.status().as_u16());
+        // As i64: tracing-opentelemetry turns unsigned values into strings,
+        // and the semantic conventions make the status code an int.
+        span.record(
+            "http.response.status_code",
+            i64::from(response.status().as_u16()),
+        );
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             let reason = response

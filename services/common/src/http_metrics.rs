@@ -138,7 +138,9 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
             .insert(crate::telemetry::TRACEPARENT, value);
     }
     let _in_span = span.enter();
-    span.record("http.response.status_code", status.as_u16());
+    // As i64: tracing-opentelemetry turns unsigned values into strings,
+    // and the semantic conventions make the status code an int.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

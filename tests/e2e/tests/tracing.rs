@@ -76,10 +76,10 @@ fn upload_root(trace: &[RecordedSpan]) -> &RecordedSpan {
         Some("/api/upload")
     );
     assert_eq!(
+        root.int_attributes.get("http.response.status_code"),
+        Some(&201),
+        "the status code, as an int: {:?}",
         root.attributes
-            .get("http.response.status_code")
-            .map(String::as_str),
-        Some("201")
     );
     root
 }
@@ -118,6 +118,12 @@ async fn one_upload_is_one_trace_across_api_auth_and_worker_and_its_logs_carry_t
     let validate = find(&trace, "auth", "GET /validate")
         .unwrap_or_else(|| panic!("auth's validate span:\n{}", describe(&trace)));
     let call = find(&trace, "api", "GET auth /validate").expect("api's call to auth");
+    assert_eq!(
+        call.int_attributes.get("http.response.status_code"),
+        Some(&200),
+        "auth's answer, as an int: {:?}",
+        call.attributes
+    );
     assert_eq!(
         validate.parent_span_id, call.span_id,
         "auth continues api's call"

@@ -30,7 +30,11 @@ pub struct RecordedSpan {
     pub parent_span_id: String,
     /// OTLP's SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
     pub kind: i32,
+    /// Every attribute as text, whatever its OTLP type.
     pub attributes: BTreeMap<String, String>,
+    /// The attributes sent as OTLP ints (a status code must be one, per
+    /// the semantic conventions, not the text "200").
+    pub int_attributes: BTreeMap<String, i64>,
 }
 
 type Spans = Arc<Mutex<Vec<RecordedSpan>>>;
@@ -168,6 +172,14 @@ async fn export(State(shared): State<Shared>, body: Bytes) -> axum::response::Re
                         .attributes
                         .iter()
                         .filter_map(|kv| Some((kv.key.clone(), text(kv)?)))
+                        .collect(),
+                    int_attributes: span
+                        .attributes
+                        .iter()
+                        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                            AnyValue::IntValue(i) => Some((kv.key.clone(), *i)),
+                            _ => None,
+                        })
                         .collect(),
                 });
             }
