@@ -91,8 +91,11 @@ where
 }
 
 /// The log layer's filter: `LOG_LEVEL` decides which events are written,
-/// while every span stays visible to the formatter, so a line logged at
-/// `warn` inside an `info` span still finds the span's trace id.
+/// while every span at info or above stays visible to the formatter, so a
+/// line logged at `warn` inside an `info` span still finds the span's trace
+/// id. Spans below info (the libraries' `trace_span!`s: hyper opens some
+/// for every request) stay with `LOG_LEVEL`'s verdict: keeping them all
+/// would make the registry open, enter and close each of them for nothing.
 pub struct SpansAndFilteredEvents {
     events: EnvFilter,
     /// Whether the filter has span directives (`target[span]=level`),
@@ -119,7 +122,7 @@ where
         meta: &tracing::Metadata<'_>,
         cx: &tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        meta.is_span() || tracing_subscriber::layer::Filter::enabled(&self.events, meta, cx)
+        kept_span(meta) || tracing_subscriber::layer::Filter::enabled(&self.events, meta, cx)
     }
 
     fn callsite_enabled(
@@ -128,7 +131,7 @@ where
     ) -> tracing::subscriber::Interest {
         // Decided once per callsite, as a global EnvFilter would, rather
         // than at every event.
-        if meta.is_span() {
+        if kept_span(meta) {
             tracing::subscriber::Interest::always()
         } else {
             tracing_subscriber::layer::Filter::<S>::callsite_enabled(&self.events, meta)
@@ -180,6 +183,12 @@ where
             tracing_subscriber::layer::Filter::on_close(&self.events, id, ctx);
         }
     }
+}
+
+/// A span the log layer sees whatever `LOG_LEVEL` says: one at info or
+/// above (ours are; traced spans are the ones that carry ids).
+fn kept_span(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_span() && *meta.level() <= tracing::Level::INFO
 }
 
 /// Formats no span fields: [`JsonLines`] writes only the event's own, so

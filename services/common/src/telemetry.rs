@@ -125,13 +125,22 @@ impl Drop for Telemetry {
 /// libraries' internals, and no events. Log lines already join their trace
 /// through `trace_id`; copying each into its span as a span event would
 /// export every line twice (the tracing bench measured that cost).
+///
+/// The level hint matters as much as the filter: a filter without one
+/// makes the whole subscriber's hint "any level", and every `trace_span!`
+/// and `debug!` in hyper, sqlx and reqwest is then evaluated, and the spans
+/// among them opened, at runtime instead of being compiled away by the
+/// level check. That cost api and auth more CPU per request than the
+/// traced spans themselves.
 fn traced_spans<S>() -> impl tracing_subscriber::layer::Filter<S> {
     let ours = Targets::new()
         .with_target("pixelflow_common", tracing::Level::INFO)
         .with_target("pixelflow_auth", tracing::Level::INFO)
         .with_target("pixelflow_api", tracing::Level::INFO)
         .with_target("pixelflow_worker", tracing::Level::INFO);
-    ours.and(tracing_subscriber::filter::filter_fn(|meta| meta.is_span()))
+    let spans = tracing_subscriber::filter::filter_fn(|meta| meta.is_span())
+        .with_max_level_hint(tracing::Level::INFO);
+    ours.and(spans)
 }
 
 /// Installs the JSON logger on stdout (`level` is `LOG_LEVEL`) and, unless
@@ -150,8 +159,39 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
             .map_err(|e| e.to_string())?;
         return Ok(Telemetry { provider: None });
     };
+    traced_subscriber(
+        service,
+        filter,
+        level.contains('['),
+        provider.tracer(service),
+        std::io::stdout,
+    )
+    .try_init()
+    .map_err(|e| e.to_string())?;
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
+
+/// What [`init`] installs when tracing is on: JSON lines to `writer`
+/// filtered by `filter` (`LOG_LEVEL`; `span_directives` when it has
+/// `target[span]=level` directives), and `tracer`'s OpenTelemetry layer.
+fn traced_subscriber<W>(
+    service: &'static str,
+    filter: EnvFilter,
+    span_directives: bool,
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let logs = tracing_subscriber::fmt::layer()
+        .event_format(JsonLines::new(service))
+        .fmt_fields(NoSpanFields)
+        .with_writer(writer);
     let spans = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(service))
+        .with_tracer(tracer)
         // Per-span extras that cost an allocation each and say little
         // here: source location, thread, target, busy/idle time.
         .with_location(false)
@@ -165,13 +205,8 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
         .with_context_activation(false)
         .with_filter(traced_spans());
     tracing_subscriber::registry()
-        .with(logs.with_filter(SpansAndFilteredEvents::new(filter, level.contains('['))))
+        .with(logs.with_filter(SpansAndFilteredEvents::new(filter, span_directives)))
         .with(spans)
-        .try_init()
-        .map_err(|e| e.to_string())?;
-    Ok(Telemetry {
-        provider: Some(provider),
-    })
 }
 
 fn provider(service: &'static str, tracing: &Tracing) -> Result<Option<SdkTracerProvider>, String> {
@@ -422,6 +457,32 @@ mod tests {
             assert!(!own.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
         });
         assert_eq!(traceparent(&tracing::Span::none()), None, "tracing off");
+    }
+
+    #[test]
+    fn with_tracing_on_the_libraries_trace_spans_still_cost_nothing() {
+        use tracing::Subscriber as _;
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = traced_subscriber(
+            "api",
+            EnvFilter::new("info"),
+            false,
+            provider.tracer("api"),
+            std::io::sink,
+        );
+        // Without a hint, `trace_span!` and `debug!` everywhere would be
+        // judged at runtime rather than by the level check.
+        assert_eq!(
+            subscriber.max_level_hint(),
+            Some(tracing::level_filters::LevelFilter::INFO)
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let hyper = tracing::trace_span!(target: "hyper::proto::h1", "parse_headers");
+            assert!(hyper.is_disabled(), "a library's trace span is not opened");
+            let ours = tracing::info_span!(target: "pixelflow_api", "http request");
+            assert!(!ours.is_disabled(), "our spans are");
+            assert!(traceparent(&ours).is_some(), "and traced");
+        });
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //! baseline and the median of those ratios is the figure (with the p99 of
 //! each, the median over rounds).
 //!
+//! Each pair's CPU time per request (auth's and api's, from /proc, over
+//! the measured rounds) is reported too: far steadier than throughput on
+//! this machine (the A/A pair agrees with off to a few percent), it says
+//! which process the cost is in.
+//!
 //! Run: `tests/bench-tracing`. Knobs: BENCH_SECONDS (per measurement,
 //! default 2), BENCH_CONCURRENCY (default 16), BENCH_ROUNDS (default 15).
 
@@ -30,9 +35,23 @@ use tokio::io::AsyncBufReadExt;
 struct Pair {
     name: &'static str,
     _logs: tempfile::TempDir,
-    _auth: Service,
+    auth: Service,
     api: Service,
     bearer: String,
+}
+
+/// CPU time a process has used so far (user and system, all threads).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: utime and stime are the 12th and 13th of them, in ticks.
+    let after = stat.rsplit_once(')').expect("stat format").1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // In USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's
+    // own tick rate.
+    Duration::from_millis(ticks * 10)
 }
 
 impl Pair {
@@ -53,7 +72,7 @@ impl Pair {
         Self {
             name,
             _logs: logs,
-            _auth: auth,
+            auth,
             api,
             bearer,
         }
@@ -124,12 +143,21 @@ async fn main() {
     }
     // results[pair][round]
     let mut results: Vec<Vec<Stats>> = pairs.iter().map(|_| Vec::new()).collect();
+    let cpu_before: Vec<(Duration, Duration)> = pairs
+        .iter()
+        .map(|p| (cpu_time(p.auth.pid()), cpu_time(p.api.pid())))
+        .collect();
     for round in 0..rounds {
         for k in 0..pairs.len() {
             let i = (round + k) % pairs.len();
             results[i].push(pairs[i].load(&http, concurrency, seconds).await);
         }
     }
+    let cpu_used: Vec<(Duration, Duration)> = pairs
+        .iter()
+        .zip(&cpu_before)
+        .map(|(p, (auth, api))| (cpu_time(p.auth.pid()) - *auth, cpu_time(p.api.pid()) - *api))
+        .collect();
     drop(receiver.stdin.take());
     let mut line = String::new();
     receiver_out.read_line(&mut line).await.expect("span count");
@@ -143,7 +171,10 @@ async fn main() {
         "settings".into(),
         json!({ "seconds": seconds.as_secs(), "concurrency": concurrency, "rounds": rounds }),
     );
-    for (pair, stats) in pairs.iter().zip(&results) {
+    for ((pair, stats), (auth_cpu, api_cpu)) in pairs.iter().zip(&results).zip(&cpu_used) {
+        let requests: usize = stats.iter().map(|s| s.requests).sum();
+        let per_request = |cpu: &Duration| cpu.as_secs_f64() * 1e6 / requests.max(1) as f64;
+        let (api_us, auth_us) = (per_request(api_cpu), per_request(auth_cpu));
         let ratios: Vec<f64> = stats
             .iter()
             .zip(off)
@@ -161,10 +192,11 @@ async fn main() {
                 "ratio_to_off_rounds": ratios,
                 "rps": rps, "ratio_to_off": ratio,
                 "p50_ms": p50, "p99_ms": p99, "errors": errors,
+                "api_cpu_us_per_request": api_us, "auth_cpu_us_per_request": auth_us,
             }),
         );
         println!(
-            "{:<10} {rps:>6.0} req/s  {ratio:.3}x of off (median of {rounds} paired rounds)  p50 {p50:.2} ms  p99 {p99:.2} ms  {errors} errors",
+            "{:<10} {rps:>6.0} req/s  {ratio:.3}x of off (median of {rounds} paired rounds)  p50 {p50:.2} ms  p99 {p99:.2} ms  {errors} errors  CPU per request: api {api_us:.0} µs, auth {auth_us:.0} µs",
             pair.name
         );
     }
