@@ -16,10 +16,9 @@ use std::time::Instant;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use pixelflow_common::logging::{JsonLines, NoSpanFields, SpansAndFilteredEvents};
-use pixelflow_common::telemetry::{db_span, started, traceparent};
+use pixelflow_common::logging::{JsonLines, NoSpanFields};
+use pixelflow_common::telemetry::{db_span, started, traced_subscriber, traceparent};
 use tracing::Dispatch;
-use tracing_subscriber::filter::{FilterExt, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -81,15 +80,17 @@ fn request() {
     );
 }
 
-/// The subscriber of `telemetry::init`, logging to nowhere.
+/// The subscriber `telemetry::init` installs, logging to nowhere: the
+/// logger alone when tracing is off, `telemetry::traced_subscriber`
+/// otherwise.
 fn subscriber(mode: &str) -> (Dispatch, Option<SdkTracerProvider>) {
     let filter = EnvFilter::new("info");
-    let logs = tracing_subscriber::fmt::layer()
-        .event_format(JsonLines::new("api"))
-        .fmt_fields(NoSpanFields)
-        .with_writer(std::io::sink);
     let provider = match mode {
         "off" => {
+            let logs = tracing_subscriber::fmt::layer()
+                .event_format(JsonLines::new("api"))
+                .fmt_fields(NoSpanFields)
+                .with_writer(std::io::sink);
             let off = tracing_subscriber::registry().with(logs.with_filter(filter));
             return (Dispatch::new(off), None);
         }
@@ -98,20 +99,7 @@ fn subscriber(mode: &str) -> (Dispatch, Option<SdkTracerProvider>) {
             .with_batch_exporter(Discard)
             .build(),
     };
-    let ours = Targets::new()
-        .with_target("pixelflow_common", tracing::Level::INFO)
-        .with_target("pixelflow_api", tracing::Level::INFO);
-    let spans = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("api"))
-        .with_location(false)
-        .with_target(false)
-        .with_threads(false)
-        .with_tracked_inactivity(false)
-        .with_context_activation(false)
-        .with_filter(ours.and(tracing_subscriber::filter::filter_fn(|m| m.is_span())));
-    let traced = tracing_subscriber::registry()
-        .with(logs.with_filter(SpansAndFilteredEvents::new(filter, false)))
-        .with(spans);
+    let traced = traced_subscriber("api", filter, false, provider.tracer("api"), std::io::sink);
     (Dispatch::new(traced), Some(provider))
 }
 
