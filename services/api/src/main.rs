@@ -2,10 +2,6 @@ use anyhow::Context;
 use pixelflow_api::{Application, Settings};
 use pixelflow_common::settings::Env;
 
-/// See `pixelflow_common::allocator` for why not the system allocator.
-#[global_allocator]
-static ALLOCATOR: pixelflow_common::allocator::Allocator = pixelflow_common::allocator::Allocator;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env(&Env::process()).context("api cannot start")?;

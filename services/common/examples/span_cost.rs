@@ -7,9 +7,7 @@
 //! in one run; the figures are the best of the rounds and their ratio to
 //! off.
 //!
-//! Run: `cargo run --release -p pixelflow-common --example span_cost`, and
-//! `--example span_cost_mimalloc` for the same on the services' allocator
-//! (see `pixelflow_common::allocator`).
+//! Run: `cargo run --release -p pixelflow-common --example span_cost`.
 
 use std::time::Instant;
 
@@ -103,7 +101,7 @@ fn subscriber(mode: &str) -> (Dispatch, Option<SdkTracerProvider>) {
     (Dispatch::new(traced), Some(provider))
 }
 
-pub fn main() {
+fn main() {
     let modes = ["off", "ids only", "exporting"];
     let subscribers: Vec<_> = modes.iter().map(|mode| subscriber(mode)).collect();
     let requests = 50_000;

@@ -5,7 +5,6 @@
 //! health endpoints, and the same JSON error body, so that `pixelflowctl`
 //! and dashboards can treat the three alike.
 
-pub mod allocator;
 pub mod db;
 pub mod error;
 pub mod health;
