@@ -14,11 +14,11 @@ use std::time::Instant;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use pixelflow_common::logging::{JsonLines, NoSpanFields};
-use pixelflow_common::telemetry::{db_span, started, traced_subscriber, traceparent};
+use pixelflow_common::telemetry::{
+    db_span, logs_only_subscriber, started, traced_subscriber, traceparent,
+};
 use tracing::Dispatch;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::EnvFilter;
 
 /// Takes every batch and drops it.
 #[derive(Debug)]
@@ -78,18 +78,12 @@ fn request() {
     );
 }
 
-/// The subscriber `telemetry::init` installs, logging to nowhere: the
-/// logger alone when tracing is off, `telemetry::traced_subscriber`
-/// otherwise.
+/// The subscriber `telemetry::init` installs, logging to nowhere.
 fn subscriber(mode: &str) -> (Dispatch, Option<SdkTracerProvider>) {
     let filter = EnvFilter::new("info");
     let provider = match mode {
         "off" => {
-            let logs = tracing_subscriber::fmt::layer()
-                .event_format(JsonLines::new("api"))
-                .fmt_fields(NoSpanFields)
-                .with_writer(std::io::sink);
-            let off = tracing_subscriber::registry().with(logs.with_filter(filter));
+            let off = logs_only_subscriber("api", filter, std::io::sink);
             return (Dispatch::new(off), None);
         }
         "ids only" => SdkTracerProvider::builder().build(),

@@ -93,9 +93,9 @@ where
 /// The log layer's filter: `LOG_LEVEL` decides which events are written,
 /// while every span at info or above stays visible to the formatter, so a
 /// line logged at `warn` inside an `info` span still finds the span's trace
-/// id. Spans below info (the libraries' `trace_span!`s: hyper opens some
-/// for every request) stay with `LOG_LEVEL`'s verdict: keeping them all
-/// would make the registry open, enter and close each of them for nothing.
+/// id. Spans below info (the libraries' `trace_span!`s) stay with
+/// `LOG_LEVEL`'s verdict: keeping them all would make the registry open,
+/// enter and close any a library opens on a hot path, for nothing.
 pub struct SpansAndFilteredEvents {
     events: EnvFilter,
     /// Whether the filter has span directives (`target[span]=level`),

@@ -147,14 +147,8 @@ fn traced_spans<S>() -> impl tracing_subscriber::layer::Filter<S> {
 /// `tracing` is [`Tracing::Off`], the OpenTelemetry layer.
 pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
-    let logs = tracing_subscriber::fmt::layer()
-        .event_format(JsonLines::new(service))
-        .fmt_fields(NoSpanFields)
-        .with_writer(std::io::stdout);
     let Some(provider) = provider(service, tracing)? else {
-        // Tracing off: the logger alone, as before tracing existed.
-        tracing_subscriber::registry()
-            .with(logs.with_filter(filter))
+        logs_only_subscriber(service, filter, std::io::stdout)
             .try_init()
             .map_err(|e| e.to_string())?;
         return Ok(Telemetry { provider: None });
@@ -173,6 +167,35 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
     })
 }
 
+/// The JSON lines of `service`, written to `writer`.
+fn json_logs<S, W>(
+    service: &'static str,
+    writer: W,
+) -> tracing_subscriber::fmt::Layer<S, NoSpanFields, JsonLines, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .event_format(JsonLines::new(service))
+        .fmt_fields(NoSpanFields)
+        .with_writer(writer)
+}
+
+/// What [`init`] installs when tracing is off: the JSON lines alone,
+/// filtered by `filter` (`LOG_LEVEL`), as before tracing existed.
+/// Public, like [`traced_subscriber`], for `examples/span_cost.rs`.
+pub fn logs_only_subscriber<W>(
+    service: &'static str,
+    filter: EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry().with(json_logs(service, writer).with_filter(filter))
+}
+
 /// What [`init`] installs when tracing is on: JSON lines to `writer`
 /// filtered by `filter` (`LOG_LEVEL`; `span_directives` when it has
 /// `target[span]=level` directives), and `tracer`'s OpenTelemetry layer.
@@ -187,10 +210,6 @@ pub fn traced_subscriber<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let logs = tracing_subscriber::fmt::layer()
-        .event_format(JsonLines::new(service))
-        .fmt_fields(NoSpanFields)
-        .with_writer(writer);
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         // Per-span extras that cost an allocation each and say little
@@ -206,7 +225,10 @@ where
         .with_context_activation(false)
         .with_filter(traced_spans());
     tracing_subscriber::registry()
-        .with(logs.with_filter(SpansAndFilteredEvents::new(filter, span_directives)))
+        .with(
+            json_logs(service, writer)
+                .with_filter(SpansAndFilteredEvents::new(filter, span_directives)),
+        )
         .with(spans)
 }
 
