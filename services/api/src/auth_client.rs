@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use serde::Deserialize;
-use tracing::Instrument;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +42,8 @@ impl AuthClient {
 
     /// The user the `Authorization` header value belongs to.
     /// The call is a client span whose `traceparent` auth's server span
-    /// continues.
+    /// continues. The span lasts until the answer is read, and is never
+    /// entered: nothing is logged inside it (see `TimedBy`).
     pub async fn validate(&self, authorization: &HeaderValue) -> Result<Uuid, AuthError> {
         let span = tracing::info_span!(
             "auth validate",
@@ -57,11 +57,13 @@ impl AuthClient {
             .get(format!("{}/validate", self.base_url))
             .header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
         if let Some(traceparent) = pixelflow_common::telemetry::traceparent(&span) {
-            request = request.header(pixelflow_common::telemetry::TRACEPARENT, traceparent);
+            request = request.header(
+                reqwest::header::HeaderName::from_static(pixelflow_common::telemetry::TRACEPARENT),
+                traceparent,
+            );
         }
         let response = request
             .send()
-            .instrument(span.clone())
             .await
             .map_err(|e| AuthError::Unavailable(without_url(&e)))?;
         // As i64: tracing-opentelemetry turns unsigned values into strings,

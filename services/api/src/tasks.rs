@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use pixelflow_common::kafka::TaskCreated;
 use pixelflow_common::telemetry::db_span;
+use pixelflow_common::telemetry::TimedBy;
 use serde::Serialize;
 use sqlx::PgPool;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::upload::Upload;
@@ -86,18 +86,18 @@ pub async fn create(
     upload: &Upload,
     max_active: i64,
 ) -> Result<Created, sqlx::Error> {
-    let mut tx = pool.begin().instrument(db_span("BEGIN")).await?;
+    let mut tx = pool.begin().timed_by(db_span("BEGIN")).await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
         .bind(user_id)
         .execute(&mut *tx)
-        .instrument(db_span("LOCK user tasks"))
+        .timed_by(db_span("LOCK user tasks"))
         .await?;
     let active: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM tasks WHERE user_id = $1 AND status IN ('PENDING', 'PROCESSING')",
     )
     .bind(user_id)
     .fetch_one(&mut *tx)
-    .instrument(db_span("COUNT active tasks"))
+    .timed_by(db_span("COUNT active tasks"))
     .await?;
     if active >= max_active {
         return Ok(Created::TooMany { active });
@@ -113,7 +113,7 @@ pub async fn create(
     .bind(i32::try_from(upload.height).unwrap_or(i32::MAX))
     .bind(upload.bytes.as_ref())
     .fetch_one(&mut *tx)
-    .instrument(db_span("INSERT tasks"))
+    .timed_by(db_span("INSERT tasks"))
     .await?;
     let event = TaskCreated {
         task_id: task.id,
@@ -131,9 +131,9 @@ pub async fn create(
         .bind(payload)
         .bind(traceparent)
         .execute(&mut *tx)
-        .instrument(insert)
+        .timed_by(insert)
         .await?;
-    tx.commit().instrument(db_span("COMMIT")).await?;
+    tx.commit().timed_by(db_span("COMMIT")).await?;
     Ok(Created::Task(task))
 }
 
@@ -146,7 +146,7 @@ pub async fn list(pool: &PgPool, user_id: Uuid, limit: i64) -> Result<Vec<Task>,
     .bind(user_id)
     .bind(limit)
     .fetch_all(pool)
-    .instrument(db_span("SELECT tasks"))
+    .timed_by(db_span("SELECT tasks"))
     .await
 }
 
@@ -158,7 +158,7 @@ pub async fn get(pool: &PgPool, user_id: Uuid, id: Uuid) -> Result<Option<Task>,
     .bind(id)
     .bind(user_id)
     .fetch_optional(pool)
-    .instrument(db_span("SELECT task"))
+    .timed_by(db_span("SELECT task"))
     .await
 }
 
@@ -182,6 +182,6 @@ pub async fn result(
         .bind(id)
         .bind(user_id)
         .fetch_optional(pool)
-        .instrument(db_span("SELECT task result"))
+        .timed_by(db_span("SELECT task result"))
         .await
 }

@@ -4,9 +4,9 @@
 
 use std::future::Future;
 
+use pixelflow_common::telemetry::TimedBy;
 use prometheus::HistogramVec;
 use sqlx::PgPool;
-use tracing::Instrument;
 use uuid::Uuid;
 
 pub struct StoredUser {
@@ -21,7 +21,7 @@ async fn timed<T>(
 ) -> T {
     let timer = histogram.with_label_values(&[query_type]).start_timer();
     let result = query
-        .instrument(pixelflow_common::telemetry::db_span(query_type))
+        .timed_by(pixelflow_common::telemetry::db_span(query_type))
         .await;
     timer.observe_duration();
     result

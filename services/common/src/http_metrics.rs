@@ -101,8 +101,8 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     // Healthchecks probe every few seconds; successful probes would drown
     // the log at info, and their spans the traces.
     let probe = endpoint == "/health" || endpoint == "/ready";
-    let span = if probe {
-        tracing::Span::none()
+    let (span, traceparent) = if probe {
+        (tracing::Span::none(), None)
     } else {
         server_span(method, &endpoint, req.headers())
     };
@@ -130,9 +130,7 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
         .observe(elapsed.as_secs_f64());
 
     // The client learns the trace its request started (or joined).
-    if let Some(value) = crate::telemetry::traceparent(&span)
-        .and_then(|v| axum::http::HeaderValue::from_str(&v).ok())
-    {
+    if let Some(value) = traceparent.and_then(|v| axum::http::HeaderValue::try_from(v).ok()) {
         response
             .headers_mut()
             .insert(crate::telemetry::TRACEPARENT, value);
@@ -158,9 +156,15 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     response
 }
 
-/// The server span of one request: named for its route template, a child
-/// of the caller's span when the request carries a `traceparent`.
-fn server_span(method: &str, endpoint: &str, headers: &axum::http::HeaderMap) -> tracing::Span {
+/// The server span of one request, started: named for its route template,
+/// a child of the caller's span when the request carries a `traceparent`.
+/// With the `traceparent` that names it (`None` when tracing is off),
+/// computed once, as starting it computes the same ids.
+fn server_span(
+    method: &str,
+    endpoint: &str,
+    headers: &axum::http::HeaderMap,
+) -> (tracing::Span, Option<String>) {
     let span = tracing::info_span!(
         "http request",
         otel.name = format!("{method} {endpoint}"),
@@ -176,7 +180,9 @@ fn server_span(method: &str, endpoint: &str, headers: &axum::http::HeaderMap) ->
     {
         crate::telemetry::set_parent(&span, parent);
     }
-    crate::telemetry::started(span)
+    // Starts the span, like `telemetry::started`.
+    let traceparent = crate::telemetry::traceparent(&span);
+    (span, traceparent)
 }
 
 /// `/health`, `/metrics` and the JSON fallbacks every service has.

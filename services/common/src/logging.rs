@@ -10,37 +10,35 @@
 //! can gather one trace's lines from every service.
 
 use std::fmt;
+use std::io::Write as _;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 use tracing_subscriber::EnvFilter;
 
-/// Formats each event as one flat JSON object.
-pub struct JsonLines {
+/// Writes each event as one flat JSON object on a line of its own.
+///
+/// A layer of its own rather than a formatter for tracing-subscriber's fmt
+/// layer: the fmt layer keeps formatted fields for every span it sees,
+/// while these lines need spans only to find the trace they are in, which
+/// the layer context answers without the layer hearing of spans at all.
+pub struct JsonLogs<W> {
     service: &'static str,
+    writer: W,
 }
 
-impl JsonLines {
-    pub fn new(service: &'static str) -> Self {
-        Self { service }
+impl<W> JsonLogs<W> {
+    pub fn new(service: &'static str, writer: W) -> Self {
+        Self { service, writer }
     }
-}
 
-impl<S, N> FormatEvent<S, N> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    /// The line for `event`, with `ids` (trace id, span id) when it was
+    /// written inside a traced span.
+    fn line(&self, event: &Event<'_>, ids: Option<(String, String)>) -> String {
         let meta = event.metadata();
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
@@ -59,150 +57,48 @@ where
                 .unwrap_or(Value::String(String::new())),
         );
         line.insert("target".into(), Value::String(meta.target().into()));
-        if let Some((trace_id, span_id)) = trace_ids(ctx) {
+        if let Some((trace_id, span_id)) = ids {
             line.insert("trace_id".into(), Value::String(trace_id));
             line.insert("span_id".into(), Value::String(span_id));
         }
         for (k, v) in fields.0 {
             line.entry(k).or_insert(v);
         }
-        let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+        let mut text = Value::Object(line).to_string();
+        text.push('\n');
+        text
     }
 }
 
-/// The trace and span id of the innermost traced span the event is in.
-/// Spans of crates that are not traced have no OpenTelemetry data; their
-/// traced ancestor speaks for them.
-fn trace_ids<S, N>(ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
+impl<S, W> tracing_subscriber::Layer<S> for JsonLogs<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
 {
-    let current = ctx.lookup_current()?;
-    current.scope().find_map(|span| {
-        let extensions = span.extensions();
-        let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
-        let trace_id = data.trace_id()?;
-        let span_id = data.span_id()?;
-        (trace_id != opentelemetry::TraceId::INVALID)
-            .then(|| (trace_id.to_string(), span_id.to_string()))
-    })
-}
-
-/// The log layer's filter: `LOG_LEVEL` decides which events are written,
-/// while every span at info or above stays visible to the formatter, so a
-/// line logged at `warn` inside an `info` span still finds the span's trace
-/// id. Spans below info (the libraries' `trace_span!`s) stay with
-/// `LOG_LEVEL`'s verdict: keeping them all would make the registry open,
-/// enter and close any a library opens on a hot path, for nothing.
-pub struct SpansAndFilteredEvents {
-    events: EnvFilter,
-    /// Whether the filter has span directives (`target[span]=level`),
-    /// which need to hear of every span; without, telling it costs a lock
-    /// per span entered for nothing.
-    span_directives: bool,
-}
-
-impl SpansAndFilteredEvents {
-    pub fn new(events: EnvFilter, span_directives: bool) -> Self {
-        Self {
-            events,
-            span_directives,
-        }
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let ids = ctx
+            .event_scope(event)
+            .and_then(|mut scope| scope.find_map(|span| trace_ids(&span)));
+        let line = self.line(event, ids);
+        // One write per line, so lines from several threads never mix. A
+        // log that cannot be written has nowhere to be reported.
+        let _ = self
+            .writer
+            .make_writer_for(event.metadata())
+            .write_all(line.as_bytes());
     }
 }
 
-impl<S> tracing_subscriber::layer::Filter<S> for SpansAndFilteredEvents
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn enabled(
-        &self,
-        meta: &tracing::Metadata<'_>,
-        cx: &tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        kept_span(meta) || tracing_subscriber::layer::Filter::enabled(&self.events, meta, cx)
-    }
-
-    fn callsite_enabled(
-        &self,
-        meta: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        // Decided once per callsite, as a global EnvFilter would, rather
-        // than at every event.
-        if kept_span(meta) {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing_subscriber::layer::Filter::<S>::callsite_enabled(&self.events, meta)
-        }
-    }
-
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        // Spans at info must reach the formatter whatever LOG_LEVEL says.
-        tracing_subscriber::layer::Filter::<S>::max_level_hint(&self.events)
-            .map(|level| level.max(tracing::level_filters::LevelFilter::INFO))
-    }
-
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if self.span_directives {
-            tracing_subscriber::layer::Filter::on_new_span(&self.events, attrs, id, ctx);
-        }
-    }
-
-    fn on_record(
-        &self,
-        id: &tracing::span::Id,
-        values: &tracing::span::Record<'_>,
-        ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        if self.span_directives {
-            tracing_subscriber::layer::Filter::on_record(&self.events, id, values, ctx);
-        }
-    }
-
-    fn on_enter(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if self.span_directives {
-            tracing_subscriber::layer::Filter::on_enter(&self.events, id, ctx);
-        }
-    }
-
-    fn on_exit(&self, id: &tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if self.span_directives {
-            tracing_subscriber::layer::Filter::on_exit(&self.events, id, ctx);
-        }
-    }
-
-    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if self.span_directives {
-            tracing_subscriber::layer::Filter::on_close(&self.events, id, ctx);
-        }
-    }
-}
-
-/// A span the log layer sees whatever `LOG_LEVEL` says: one at info or
-/// above (ours are; traced spans are the ones that carry ids).
-fn kept_span(meta: &tracing::Metadata<'_>) -> bool {
-    meta.is_span() && *meta.level() <= tracing::Level::INFO
-}
-
-/// Formats no span fields: [`JsonLines`] writes only the event's own, so
-/// the fmt layer need not render every span's fields when it opens.
-pub struct NoSpanFields;
-
-impl<'writer> FormatFields<'writer> for NoSpanFields {
-    fn format_fields<R: tracing_subscriber::field::RecordFields>(
-        &self,
-        _writer: Writer<'writer>,
-        _fields: R,
-    ) -> fmt::Result {
-        Ok(())
-    }
+/// The trace and span id of `span`, if it is traced. Spans of crates that
+/// are not traced have no OpenTelemetry data; their traced ancestor speaks
+/// for them.
+fn trace_ids<R: for<'a> LookupSpan<'a>>(span: &SpanRef<'_, R>) -> Option<(String, String)> {
+    let extensions = span.extensions();
+    let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
+    let trace_id = data.trace_id()?;
+    let span_id = data.span_id()?;
+    (trace_id != opentelemetry::TraceId::INVALID)
+        .then(|| (trace_id.to_string(), span_id.to_string()))
 }
 
 struct Fields(Map<String, Value>);
@@ -244,11 +140,9 @@ pub fn level_from_env(
 /// [`crate::telemetry::init`]). `level` is `LOG_LEVEL`: a level (`info`) or
 /// a full filter (`info,sqlx=warn`).
 pub fn init(service: &'static str, level: &str) -> Result<(), String> {
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .event_format(JsonLines::new(service))
-        .with_writer(std::io::stdout)
+    crate::telemetry::logs_only_subscriber(service, filter, std::io::stdout)
         .try_init()
         .map_err(|e| e.to_string())
 }
@@ -257,7 +151,6 @@ pub fn init(service: &'static str, level: &str) -> Result<(), String> {
 pub(crate) mod tests {
     use super::*;
     use std::io::Write;
-    use tracing_subscriber::fmt::MakeWriter;
 
     /// A writer for tests that keeps what was logged.
     #[derive(Clone, Default)]
@@ -293,10 +186,11 @@ pub(crate) mod tests {
     #[test]
     fn events_become_flat_json_lines_with_service_and_context() {
         let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines::new("auth"))
-            .with_writer(captured.clone())
-            .finish();
+        let subscriber = crate::telemetry::logs_only_subscriber(
+            "auth",
+            EnvFilter::new("info"),
+            captured.clone(),
+        );
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(user_id = "u-1", attempts = 3, "login failed");
         });

@@ -26,14 +26,17 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
+use tracing::subscriber::Interest;
+use tracing::Metadata;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{FilterExt, Targets};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::logging::{JsonLines, NoSpanFields, SpansAndFilteredEvents};
+use crate::logging::JsonLogs;
 use crate::settings::{Env, SettingsError};
 
 /// The W3C trace-context header, on HTTP requests and answers and on Kafka
@@ -121,26 +124,203 @@ impl Drop for Telemetry {
     }
 }
 
-/// What becomes OpenTelemetry data: the spans of our crates, not the
-/// libraries' internals, and no events. Log lines already join their trace
-/// through `trace_id`; copying each into its span as a span event would
-/// export every line twice (the tracing bench measured that cost).
-///
-/// The level hint matters as much as the filter: a filter without one
-/// makes the whole subscriber's hint "any level", and every `trace_span!`
-/// and `debug!` in the libraries is then judged at runtime instead of by
-/// the level check, and a library's trace span is opened for the log
-/// layer. (The bench measured no change from the hint: the libraries here
-/// open few spans. It keeps one that does from costing every request.)
-fn traced_spans<S>() -> impl tracing_subscriber::layer::Filter<S> {
-    let ours = Targets::new()
+/// The crates whose spans are traced: ours, at info and above, not the
+/// libraries' internals.
+fn traced_crates() -> Targets {
+    Targets::new()
         .with_target("pixelflow_common", tracing::Level::INFO)
         .with_target("pixelflow_auth", tracing::Level::INFO)
         .with_target("pixelflow_api", tracing::Level::INFO)
-        .with_target("pixelflow_worker", tracing::Level::INFO);
-    let spans = tracing_subscriber::filter::filter_fn(|meta| meta.is_span())
-        .with_max_level_hint(tracing::Level::INFO);
-    ours.and(spans)
+        .with_target("pixelflow_worker", tracing::Level::INFO)
+}
+
+/// The one filter of the whole subscriber: events as `LOG_LEVEL` says, and
+/// spans only where someone reads them, i.e. our crates' spans when tracing
+/// is on, and none when it is off (log lines need spans only for their
+/// trace ids). A single global filter rather than one per layer: per-layer
+/// filters make every span's enter, exit and close look the span up once
+/// more per filtered layer, and would keep spans alive for the log layer
+/// that nothing reads.
+///
+/// The level hint matters as much as the verdicts: the subscriber's hint
+/// is the level check every `trace_span!` and `debug!` in the libraries
+/// meets first, before any callsite is registered or judged.
+struct Selection {
+    events: EnvFilter,
+    /// Our crates' spans, when tracing is on.
+    traced: Option<Targets>,
+    /// Whether `LOG_LEVEL` has span directives (`target[span]=level`):
+    /// then it decides about spans too, and hears of the ones it enabled.
+    span_directives: bool,
+}
+
+impl Selection {
+    fn new(events: EnvFilter, traced: bool, span_directives: bool) -> Self {
+        Self {
+            events,
+            traced: traced.then(traced_crates),
+            span_directives,
+        }
+    }
+
+    fn traces(&self, meta: &Metadata<'_>) -> bool {
+        self.traced
+            .as_ref()
+            .is_some_and(|targets| targets.would_enable(meta.target(), meta.level()))
+    }
+}
+
+impl<S> Layer<S> for Selection
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if !meta.is_span() {
+            return Layer::<S>::register_callsite(&self.events, meta);
+        }
+        if self.traces(meta) {
+            Interest::always()
+        } else if self.span_directives {
+            Layer::<S>::register_callsite(&self.events, meta)
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        if meta.is_span() && self.traces(meta) {
+            return true;
+        }
+        if meta.is_span() && !self.span_directives {
+            return false;
+        }
+        Layer::enabled(&self.events, meta, ctx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        let events = Layer::<S>::max_level_hint(&self.events);
+        match self.traced {
+            Some(_) => events.map(|level| level.max(LevelFilter::INFO)),
+            None => events,
+        }
+    }
+
+    // EnvFilter follows the spans its span directives name; without any,
+    // telling it costs a lock per span entered for nothing.
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        if self.span_directives {
+            self.events.on_new_span(attrs, id, ctx);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        if self.span_directives {
+            self.events.on_record(id, values, ctx);
+        }
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.events.on_enter(id, ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.events.on_exit(id, ctx);
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
+        if self.span_directives {
+            self.events.on_close(id, ctx);
+        }
+    }
+}
+
+/// The OpenTelemetry layer, told of spans only: log lines already join
+/// their trace through `trace_id`, and copying each into its span as a
+/// span event would export every line twice (the tracing bench measured
+/// that cost).
+struct SpansOnly<L>(L);
+
+impl<S, L> Layer<S> for SpansOnly<L>
+where
+    S: tracing::Subscriber,
+    L: Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.0.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.0.on_layer(subscriber);
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        self.0.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        self.0.on_record(id, values, ctx);
+    }
+
+    fn on_follows_from(
+        &self,
+        span: &tracing::span::Id,
+        follows: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        self.0.on_follows_from(span, follows, ctx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        self.0.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        self.0.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
+        self.0.on_close(id, ctx);
+    }
+
+    fn on_id_change(&self, old: &tracing::span::Id, new: &tracing::span::Id, ctx: Context<'_, S>) {
+        self.0.on_id_change(old, new, ctx);
+    }
+
+    /// `Span::context()` and `set_parent` find the OpenTelemetry layer by
+    /// downcasting the subscriber: the wrapper must let them through.
+    unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+        if id == std::any::TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else {
+            // SAFETY: forwarded as is; the inner layer answers for its own
+            // type ids.
+            unsafe { self.0.downcast_raw(id) }
+        }
+    }
 }
 
 /// Installs the JSON logger on stdout (`level` is `LOG_LEVEL`) and, unless
@@ -153,37 +333,16 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
             .map_err(|e| e.to_string())?;
         return Ok(Telemetry { provider: None });
     };
-    traced_subscriber(
-        service,
-        filter,
-        level.contains('['),
-        provider.tracer(service),
-        std::io::stdout,
-    )
-    .try_init()
-    .map_err(|e| e.to_string())?;
+    traced_subscriber(service, filter, provider.tracer(service), std::io::stdout)
+        .try_init()
+        .map_err(|e| e.to_string())?;
     Ok(Telemetry {
         provider: Some(provider),
     })
 }
 
-/// The JSON lines of `service`, written to `writer`.
-fn json_logs<S, W>(
-    service: &'static str,
-    writer: W,
-) -> tracing_subscriber::fmt::Layer<S, NoSpanFields, JsonLines, W>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
-{
-    tracing_subscriber::fmt::layer()
-        .event_format(JsonLines::new(service))
-        .fmt_fields(NoSpanFields)
-        .with_writer(writer)
-}
-
 /// What [`init`] installs when tracing is off: the JSON lines alone,
-/// filtered by `filter` (`LOG_LEVEL`), as before tracing existed.
+/// filtered by `filter` (`LOG_LEVEL`), and no spans.
 /// Public, like [`traced_subscriber`], for `examples/span_cost.rs`.
 pub fn logs_only_subscriber<W>(
     service: &'static str,
@@ -193,17 +352,19 @@ pub fn logs_only_subscriber<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::registry().with(json_logs(service, writer).with_filter(filter))
+    let span_directives = has_span_directives(&filter);
+    tracing_subscriber::registry()
+        .with(JsonLogs::new(service, writer))
+        .with(Selection::new(filter, false, span_directives))
 }
 
 /// What [`init`] installs when tracing is on: JSON lines to `writer`
-/// filtered by `filter` (`LOG_LEVEL`; `span_directives` when it has
-/// `target[span]=level` directives), and `tracer`'s OpenTelemetry layer.
+/// filtered by `filter` (`LOG_LEVEL`), and `tracer`'s OpenTelemetry layer
+/// on our crates' spans.
 /// Public for `examples/span_cost.rs`, which measures exactly this.
 pub fn traced_subscriber<W>(
     service: &'static str,
     filter: EnvFilter,
-    span_directives: bool,
     tracer: opentelemetry_sdk::trace::SdkTracer,
     writer: W,
 ) -> impl tracing::Subscriber + Send + Sync + 'static
@@ -222,14 +383,17 @@ where
         // each span current at every poll of its future costs on every
         // enter and exit. Spans that log are started by [`started`], which
         // gives their lines the ids.
-        .with_context_activation(false)
-        .with_filter(traced_spans());
+        .with_context_activation(false);
+    let span_directives = has_span_directives(&filter);
     tracing_subscriber::registry()
-        .with(
-            json_logs(service, writer)
-                .with_filter(SpansAndFilteredEvents::new(filter, span_directives)),
-        )
-        .with(spans)
+        .with(JsonLogs::new(service, writer))
+        .with(SpansOnly(spans))
+        .with(Selection::new(filter, true, span_directives))
+}
+
+/// Whether a `LOG_LEVEL` filter names spans (`target[span]=level`).
+fn has_span_directives(filter: &EnvFilter) -> bool {
+    filter.to_string().contains('[')
 }
 
 fn provider(service: &'static str, tracing: &Tracing) -> Result<Option<SdkTracerProvider>, String> {
@@ -359,21 +523,63 @@ pub fn set_parent(span: &Span, traceparent: &str) {
 }
 
 /// A span for one database statement: `operation` names it
-/// (`INSERT tasks`).
+/// (`INSERT tasks`). Give it the statement's future with
+/// [`TimedBy::timed_by`].
 pub fn db_span(operation: &'static str) -> Span {
-    started(tracing::info_span!(
+    tracing::info_span!(
         "db",
         otel.name = operation,
         otel.kind = "client",
         db.system.name = "postgresql",
         db.operation.name = operation,
-    ))
+    )
+}
+
+/// A future timed by a span it never enters: the span starts when it is
+/// made and ends when the future completes (or is dropped).
+///
+/// For leaf spans around one awaited operation (a statement, a call to
+/// another service), in which our code logs nothing: `.instrument(span)`
+/// would enter and exit the span at every poll, which costs each time and
+/// tells nothing more. Lines logged meanwhile carry the enclosing span's
+/// ids.
+pub trait TimedBy: std::future::Future + Sized {
+    fn timed_by(self, span: Span) -> Timed<Self> {
+        Timed { future: self, span }
+    }
+}
+
+impl<F: std::future::Future> TimedBy for F {}
+
+pin_project_lite::pin_project! {
+    /// See [`TimedBy`].
+    pub struct Timed<F> {
+        #[pin]
+        future: F,
+        span: Span,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for Timed<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        // Ends the span now rather than when the caller drops this future.
+        *this.span = Span::none();
+        std::task::Poll::Ready(output)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logging::JsonLines;
+
+    use tracing::Instrument as _;
 
     fn env(pairs: &[(&str, &str)]) -> Result<Tracing, SettingsError> {
         Tracing::from_env(&Env::pairs(pairs))
@@ -421,10 +627,7 @@ mod tests {
     #[tokio::test]
     async fn a_collector_that_is_away_is_reported_once_and_its_return_once() {
         let captured = crate::logging::tests::Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines::new("api"))
-            .with_writer(captured.clone())
-            .finish();
+        let subscriber = logs_only_subscriber("api", EnvFilter::new("info"), captured.clone());
         let _default = tracing::subscriber::set_default(subscriber);
         let flaky = Flaky::default();
         let down = flaky.down.clone();
@@ -489,7 +692,6 @@ mod tests {
         let subscriber = traced_subscriber(
             "api",
             EnvFilter::new("info"),
-            false,
             provider.tracer("api"),
             std::io::sink,
         );
@@ -506,6 +708,143 @@ mod tests {
             assert!(!ours.is_disabled(), "our spans are");
             assert!(traceparent(&ours).is_some(), "and traced");
         });
+    }
+
+    /// Keeps what a simple processor exports.
+    #[derive(Debug, Clone, Default)]
+    struct Kept(std::sync::Arc<std::sync::Mutex<Vec<SpanData>>>);
+
+    impl SpanExporter for Kept {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(batch);
+            Ok(())
+        }
+    }
+
+    fn lines(captured: &crate::logging::tests::Captured) -> Vec<serde_json::Value> {
+        captured
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_warning_inside_a_traced_span_carries_its_ids_whatever_log_level_says() {
+        let captured = crate::logging::tests::Captured::default();
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let subscriber = traced_subscriber(
+            "api",
+            EnvFilter::new("warn"),
+            provider.tracer("api"),
+            captured.clone(),
+        );
+        let traceparent = tracing::subscriber::with_default(subscriber, || {
+            let span = started(tracing::info_span!(target: "pixelflow_api", "http request"));
+            let _in = span.enter();
+            tracing::info!(target: "pixelflow_api", "not at warn: not written");
+            tracing::warn!(target: "pixelflow_api", task_id = "t-1", "slow");
+            traceparent(&span).expect("traced")
+        });
+        let lines = lines(&captured);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(lines[0]["message"], "slow");
+        assert_eq!(lines[0]["task_id"], "t-1");
+        assert_eq!(lines[0]["trace_id"], parts[1]);
+        assert_eq!(lines[0]["span_id"], parts[2]);
+        let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(spans.len(), 1, "the span is exported");
+        assert!(
+            spans[0].events.is_empty(),
+            "log lines are not copied into the span: {:?}",
+            spans[0].events
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timed_span_ends_with_its_future_and_lines_meanwhile_keep_the_enclosing_ids() {
+        let captured = crate::logging::tests::Captured::default();
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let _default = tracing::subscriber::set_default(traced_subscriber(
+            "api",
+            EnvFilter::new("info"),
+            provider.tracer("api"),
+            captured.clone(),
+        ));
+        let server = started(tracing::info_span!(target: "pixelflow_api", "http request"));
+        // As in a handler: the statement's span is made while the server
+        // span is entered, which makes it the parent.
+        let answer = async {
+            async {
+                tokio::task::yield_now().await;
+                tracing::info!(target: "pixelflow_api", "during the statement");
+                42
+            }
+            .timed_by(db_span("SELECT tasks"))
+            .await
+        }
+        .instrument(server.clone())
+        .await;
+        assert_eq!(answer, 42);
+        let exported = || kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let spans = exported();
+        assert_eq!(spans.len(), 1, "the statement's span ended with it");
+        let server_id = traceparent(&server).expect("traced");
+        let server_span_id = server_id.split('-').nth(2).expect("span id");
+        assert_eq!(spans[0].name, "SELECT tasks");
+        assert_eq!(spans[0].parent_span_id.to_string(), server_span_id);
+        let lines = lines(&captured);
+        assert_eq!(lines[0]["span_id"], server_span_id, "{lines:?}");
+        drop(server);
+        assert_eq!(exported().len(), 2);
+    }
+
+    #[test]
+    fn with_tracing_off_no_span_is_opened_and_lines_carry_no_ids() {
+        let captured = crate::logging::tests::Captured::default();
+        let subscriber = logs_only_subscriber("api", EnvFilter::new("info"), captured.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = started(tracing::info_span!(target: "pixelflow_api", "http request"));
+            assert!(span.is_disabled(), "no one reads it");
+            let _in = span.enter();
+            tracing::info!(target: "pixelflow_api", "handled");
+            assert_eq!(traceparent(&span), None);
+        });
+        let lines = lines(&captured);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["message"], "handled");
+        assert!(lines[0].get("trace_id").is_none(), "{:?}", lines[0]);
+    }
+
+    #[test]
+    fn span_directives_in_log_level_still_open_the_spans_they_name() {
+        let captured = crate::logging::tests::Captured::default();
+        let subscriber = logs_only_subscriber(
+            "api",
+            EnvFilter::new("warn,[resize]=debug"),
+            captured.clone(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "pixelflow_worker", "outside: not written");
+            let span = tracing::info_span!(target: "pixelflow_worker", "resize");
+            let _in = span.enter();
+            tracing::debug!(target: "pixelflow_worker", "inside resize");
+        });
+        let messages: Vec<_> = lines(&captured)
+            .into_iter()
+            .map(|l| l["message"].clone())
+            .collect();
+        assert_eq!(messages, ["inside resize"]);
     }
 
     #[test]

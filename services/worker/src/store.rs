@@ -2,8 +2,8 @@
 //! expects, so handling an event twice changes nothing the second time.
 
 use pixelflow_common::telemetry::db_span;
+use pixelflow_common::telemetry::TimedBy;
 use sqlx::PgPool;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::thumbnail::Thumbnail;
@@ -27,7 +27,7 @@ pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Claimed>, sqlx
     )
     .bind(task_id)
     .fetch_optional(pool)
-    .instrument(db_span("UPDATE tasks claim"))
+    .timed_by(db_span("UPDATE tasks claim"))
     .await?;
     Ok(row.map(|(image, attempts)| Claimed { image, attempts }))
 }
@@ -50,7 +50,7 @@ pub async fn complete(
     .bind(i32::try_from(thumbnail.width).unwrap_or(i32::MAX))
     .bind(i32::try_from(thumbnail.height).unwrap_or(i32::MAX))
     .execute(pool)
-    .instrument(db_span("UPDATE tasks complete"))
+    .timed_by(db_span("UPDATE tasks complete"))
     .await
     .map(|done| done.rows_affected() == 1)
 }
@@ -64,7 +64,7 @@ pub async fn fail(pool: &PgPool, task_id: Uuid, reason: &str) -> Result<bool, sq
     .bind(task_id)
     .bind(reason)
     .execute(pool)
-    .instrument(db_span("UPDATE tasks fail"))
+    .timed_by(db_span("UPDATE tasks fail"))
     .await
     .map(|done| done.rows_affected() == 1)
 }
