@@ -51,6 +51,16 @@ enum RelayError {
     Publish { task_id: Uuid, error: String },
 }
 
+/// A task the sweeper queues again: id, user, content type, creation time
+/// and the task's `traceparent`.
+type StaleTask = (
+    Uuid,
+    Uuid,
+    String,
+    chrono::DateTime<chrono::Utc>,
+    Option<String>,
+);
+
 /// The span of one event's publication: a child of the upload that stored
 /// it (through the outbox row's `traceparent`, whichever api process
 /// publishes it), the parent of the worker's processing.
@@ -253,23 +263,25 @@ impl Relay {
     /// never led to processing (lost by the broker, skipped by a worker).
     /// The worker ignores an event for a task no longer PENDING, so a
     /// redelivery that crosses a late original is harmless. Touching
-    /// `updated_at` spaces the redeliveries of one task.
+    /// `updated_at` spaces the redeliveries of one task. The new event
+    /// carries the task's own `traceparent`: it and the processing it
+    /// leads to stay in the upload's trace.
     async fn sweep(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let stale: Vec<(Uuid, Uuid, String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        let stale: Vec<StaleTask> = sqlx::query_as(
             "UPDATE tasks SET updated_at = clock_timestamp() \
              WHERE id IN (SELECT t.id FROM tasks t \
                WHERE t.status = 'PENDING' \
                  AND t.updated_at < clock_timestamp() - make_interval(secs => $1) \
                  AND NOT EXISTS (SELECT 1 FROM task_outbox o WHERE o.task_id = t.id) \
                ORDER BY t.updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, user_id, content_type, created_at",
+             RETURNING id, user_id, content_type, created_at, traceparent",
         )
         .bind(self.redeliver_after.as_secs_f64())
         .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        for (task_id, user_id, content_type, created_at) in &stale {
+        for (task_id, user_id, content_type, created_at, traceparent) in &stale {
             let event = pixelflow_common::kafka::TaskCreated {
                 task_id: *task_id,
                 user_id: *user_id,
@@ -278,11 +290,14 @@ impl Relay {
             };
             let payload =
                 serde_json::to_string(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            sqlx::query("INSERT INTO task_outbox (task_id, payload) VALUES ($1, $2)")
-                .bind(task_id)
-                .bind(payload)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO task_outbox (task_id, payload, traceparent) VALUES ($1, $2, $3)",
+            )
+            .bind(task_id)
+            .bind(payload)
+            .bind(traceparent)
+            .execute(&mut *tx)
+            .await?;
             tracing::warn!(%task_id, %user_id, "task still PENDING long after its event went out; event queued again");
         }
         tx.commit().await

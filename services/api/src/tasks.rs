@@ -102,9 +102,13 @@ pub async fn create(
     if active >= max_active {
         return Ok(Created::TooMany { active });
     }
+    // Stored with the task: an event the sweeper queues again later names
+    // this span, and stays in the upload's trace.
+    let insert_task = db_span("INSERT tasks");
+    let task_traceparent = pixelflow_common::telemetry::traceparent(&insert_task);
     let task: Task = sqlx::query_as(&format!(
-        "INSERT INTO tasks (id, user_id, status, content_type, width, height, image) \
-         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6) RETURNING {TASK_COLUMNS}"
+        "INSERT INTO tasks (id, user_id, status, content_type, width, height, image, traceparent) \
+         VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7) RETURNING {TASK_COLUMNS}"
     ))
     .bind(Uuid::new_v4())
     .bind(user_id)
@@ -112,8 +116,9 @@ pub async fn create(
     .bind(i32::try_from(upload.width).unwrap_or(i32::MAX))
     .bind(i32::try_from(upload.height).unwrap_or(i32::MAX))
     .bind(upload.bytes.as_ref())
+    .bind(task_traceparent)
     .fetch_one(&mut *tx)
-    .timed_by(db_span("INSERT tasks"))
+    .timed_by(insert_task)
     .await?;
     let event = TaskCreated {
         task_id: task.id,

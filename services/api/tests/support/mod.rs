@@ -8,6 +8,7 @@ use std::time::Duration;
 use pixelflow_common::settings::Env;
 use pixelflow_testkit::Exposition;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers as _;
 use rdkafka::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -40,6 +41,15 @@ pub struct TestApi {
     pub brokers: String,
     /// auth's base URL (unreachable when the test chose so).
     pub auth: String,
+}
+
+/// One record of the topic.
+#[derive(Debug)]
+pub struct Record {
+    pub key: String,
+    pub payload: Value,
+    /// The `traceparent` header, when the record has one.
+    pub traceparent: Option<String>,
 }
 
 pub struct Options {
@@ -110,6 +120,17 @@ impl TestApi {
         content_type: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
+        let (status, task, _) = self.upload_traced(bearer, content_type, body).await;
+        (status, task)
+    }
+
+    /// [`TestApi::upload`], with the `traceparent` api answered.
+    pub async fn upload_traced(
+        &self,
+        bearer: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, Option<String>) {
         let response = self
             .http
             .post(format!("{}/api/upload", self.base))
@@ -120,7 +141,16 @@ impl TestApi {
             .await
             .expect("upload");
         let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        let traceparent = response
+            .headers()
+            .get(pixelflow_common::telemetry::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        (
+            status,
+            response.json().await.unwrap_or(Value::Null),
+            traceparent,
+        )
     }
 
     pub async fn get(&self, bearer: &str, path: &str) -> (StatusCode, Value) {
@@ -146,6 +176,15 @@ impl TestApi {
     /// Reads `count` events from this api's topic, from the beginning, as
     /// (key, payload) pairs.
     pub async fn consume(&self, count: usize) -> Vec<(String, Value)> {
+        self.consume_records(count)
+            .await
+            .into_iter()
+            .map(|record| (record.key, record.payload))
+            .collect()
+    }
+
+    /// Reads `count` records from this api's topic, from the beginning.
+    pub async fn consume_records(&self, count: usize) -> Vec<Record> {
         let consumer: StreamConsumer = pixelflow_common::kafka::client_config(&self.brokers)
             .set("group.id", pixelflow_testkit::unique("test-reader-"))
             .set("auto.offset.reset", "earliest")
@@ -162,7 +201,18 @@ impl TestApi {
             let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
             let payload = serde_json::from_slice(message.payload().unwrap_or_default())
                 .expect("the event is JSON");
-            events.push((key, payload));
+            let traceparent = message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == pixelflow_common::telemetry::TRACEPARENT)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            events.push(Record {
+                key,
+                payload,
+                traceparent,
+            });
         }
         events
     }
