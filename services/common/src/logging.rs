@@ -3,7 +3,7 @@
 //!
 //! tracing-subscriber's own JSON layer nests event fields under `fields` and
 //! has no place for a per-process `service`; log pipelines and
-//! `pixelflowctl logs` want them flat, so this small formatter writes them.
+//! `pixelflowctl logs` want them flat, so this small layer writes them.
 //!
 //! A line written inside a traced span also carries `trace_id` and
 //! `span_id` (hex, as Jaeger shows them), so `pixelflowctl logs --trace ID`
