@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use pixelflow_common::kafka::TaskCreated;
-use pixelflow_common::telemetry::db_span;
-use pixelflow_common::telemetry::TimedBy;
+use pixelflow_common::telemetry::{db_span, TimedBy};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;

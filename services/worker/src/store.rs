@@ -1,8 +1,7 @@
 //! The tasks table as the worker sees it. Each update names the status it
 //! expects, so handling an event twice changes nothing the second time.
 
-use pixelflow_common::telemetry::db_span;
-use pixelflow_common::telemetry::TimedBy;
+use pixelflow_common::telemetry::{db_span, TimedBy};
 use sqlx::PgPool;
 use uuid::Uuid;
 
