@@ -98,6 +98,29 @@ async fn busy(worker: &Service) {
     .await;
 }
 
+/// Waits until the worker's claim of `task` for attempt `attempt` is
+/// stored: the worker holds that task (being busy, it might hold another).
+async fn claimed(stack: &Stack, task: &str, attempt: i32) {
+    let pool = sqlx::PgPool::connect(&stack.database_url)
+        .await
+        .expect("database");
+    eventually(
+        &format!("attempt {attempt} at task {task} to be claimed"),
+        Duration::from_secs(60),
+        || async {
+            let attempts: Option<i32> =
+                sqlx::query_scalar("SELECT attempts FROM tasks WHERE id = $1::uuid")
+                    .bind(task)
+                    .fetch_optional(&pool)
+                    .await
+                    .expect("attempts");
+            (attempts == Some(attempt)).then_some(())
+        },
+    )
+    .await;
+    pool.close().await;
+}
+
 fn static_member() -> [(&'static str, String); 1] {
     [("KAFKA_GROUP_INSTANCE_ID", "worker-under-test".to_string())]
 }
@@ -171,8 +194,11 @@ async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_comp
         client.upload(pixelflow_testkit::png(64, 48)).await,
     ];
     // Two attempts, each ended by the worker dying mid-way (SIGKILL stands
-    // in for whatever this image does to it).
+    // in for whatever this image does to it). Each kill waits for that
+    // attempt's claim: a restarted worker may take a task behind the
+    // poison first, and being busy with that one says nothing.
     for attempt in 1..=2 {
+        claimed(&stack, &poison, attempt).await;
         assert_eq!(
             client.task(&poison).await["status"],
             "PROCESSING",
@@ -181,9 +207,6 @@ async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_comp
         worker.kill().await;
         worker = stack.worker_with(logs.path(), &settings);
         worker.ready(&http).await;
-        if attempt < 2 {
-            busy(&worker).await;
-        }
     }
     let task = client.settled(&poison, Duration::from_secs(120)).await;
     assert_eq!(task["status"], "FAILED", "{task}");
