@@ -384,7 +384,7 @@ async fn a_task_left_pending_after_its_event_went_out_gets_its_event_again_in_it
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = task["id"].as_str().expect("id").to_string();
-    let trace_id = |traceparent: &str| traceparent.split('-').nth(1).map(str::to_string);
+    let trace_id = pixelflow_verify::flow::trace_id_of;
     let upload_trace = traceparent
         .as_deref()
         .and_then(trace_id)

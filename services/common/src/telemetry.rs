@@ -155,18 +155,28 @@ struct Selection {
 }
 
 impl Selection {
-    fn new(events: EnvFilter, traced: bool, span_directives: bool) -> Self {
+    fn new(events: EnvFilter, traced: bool) -> Self {
         Self {
+            span_directives: events.to_string().contains('['),
             events,
             traced: traced.then(traced_crates),
-            span_directives,
         }
     }
 
-    fn traces(&self, meta: &Metadata<'_>) -> bool {
-        self.traced
+    /// The verdict on a span callsite, when `LOG_LEVEL` is not to decide
+    /// it: traced spans are on, others off unless span directives exist.
+    fn span_verdict(&self, meta: &Metadata<'_>) -> Option<bool> {
+        let traced = self
+            .traced
             .as_ref()
-            .is_some_and(|targets| targets.would_enable(meta.target(), meta.level()))
+            .is_some_and(|targets| targets.would_enable(meta.target(), meta.level()));
+        if traced {
+            Some(true)
+        } else if self.span_directives {
+            None
+        } else {
+            Some(false)
+        }
     }
 }
 
@@ -178,23 +188,16 @@ where
         if !meta.is_span() {
             return Layer::<S>::register_callsite(&self.events, meta);
         }
-        if self.traces(meta) {
-            Interest::always()
-        } else if self.span_directives {
-            Layer::<S>::register_callsite(&self.events, meta)
-        } else {
-            Interest::never()
+        match self.span_verdict(meta) {
+            Some(true) => Interest::always(),
+            Some(false) => Interest::never(),
+            None => Layer::<S>::register_callsite(&self.events, meta),
         }
     }
 
     fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
-        if meta.is_span() && self.traces(meta) {
-            return true;
-        }
-        if meta.is_span() && !self.span_directives {
-            return false;
-        }
-        Layer::enabled(&self.events, meta, ctx)
+        let verdict = meta.is_span().then(|| self.span_verdict(meta)).flatten();
+        verdict.unwrap_or_else(|| Layer::enabled(&self.events, meta, ctx))
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -352,10 +355,9 @@ pub fn logs_only_subscriber<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let span_directives = has_span_directives(&filter);
     tracing_subscriber::registry()
         .with(JsonLogs::new(service, writer))
-        .with(Selection::new(filter, false, span_directives))
+        .with(Selection::new(filter, false))
 }
 
 /// What [`init`] installs when tracing is on: JSON lines to `writer`
@@ -384,16 +386,10 @@ where
         // enter and exit. Spans that log are started by [`started`], which
         // gives their lines the ids.
         .with_context_activation(false);
-    let span_directives = has_span_directives(&filter);
     tracing_subscriber::registry()
         .with(JsonLogs::new(service, writer))
         .with(SpansOnly(spans))
-        .with(Selection::new(filter, true, span_directives))
-}
-
-/// Whether a `LOG_LEVEL` filter names spans (`target[span]=level`).
-fn has_span_directives(filter: &EnvFilter) -> bool {
-    filter.to_string().contains('[')
+        .with(Selection::new(filter, true))
 }
 
 fn provider(service: &'static str, tracing: &Tracing) -> Result<Option<SdkTracerProvider>, String> {

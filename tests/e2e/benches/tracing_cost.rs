@@ -42,20 +42,6 @@ struct Pair {
     bearer: String,
 }
 
-/// CPU time a process has used so far (user and system, all threads).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces: utime and stime are the 12th and 13th of them, in ticks.
-    let after = stat.rsplit_once(')').expect("stat format").1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // In USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's
-    // own tick rate.
-    Duration::from_millis(ticks * 10)
-}
-
 impl Pair {
     async fn start(
         name: &'static str,
@@ -147,7 +133,7 @@ async fn main() {
     let mut results: Vec<Vec<Stats>> = pairs.iter().map(|_| Vec::new()).collect();
     let cpu_before: Vec<(Duration, Duration)> = pairs
         .iter()
-        .map(|p| (cpu_time(p.auth.pid()), cpu_time(p.api.pid())))
+        .map(|p| (p.auth.cpu_time(), p.api.cpu_time()))
         .collect();
     for round in 0..rounds {
         for k in 0..pairs.len() {
@@ -158,7 +144,7 @@ async fn main() {
     let cpu_used: Vec<(Duration, Duration)> = pairs
         .iter()
         .zip(&cpu_before)
-        .map(|(p, (auth, api))| (cpu_time(p.auth.pid()) - *auth, cpu_time(p.api.pid()) - *api))
+        .map(|(p, (auth, api))| (p.auth.cpu_time() - *auth, p.api.cpu_time() - *api))
         .collect();
     drop(receiver.stdin.take());
     let mut line = String::new();

@@ -100,6 +100,21 @@ impl Service {
             .expect("VmRSS")
     }
 
+    /// CPU time used so far (user and system, all threads), from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("proc stat");
+        // Fields after the command name, which is in parentheses and may
+        // hold spaces: utime and stime are the 12th and 13th of them.
+        let after = stat.rsplit_once(')').expect("stat format").1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // In USER_HZ, which Linux fixes at 100 for /proc whatever the
+        // kernel's own tick rate.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// SIGKILL, as a crash or the OOM killer would: no cleanup of any kind.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("SIGKILL");
