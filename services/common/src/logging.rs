@@ -97,8 +97,12 @@ fn trace_ids<R: for<'a> LookupSpan<'a>>(span: &SpanRef<'_, R>) -> Option<(String
     let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
     let trace_id = data.trace_id()?;
     let span_id = data.span_id()?;
-    (trace_id != opentelemetry::TraceId::INVALID)
-        .then(|| (trace_id.to_string(), span_id.to_string()))
+    (trace_id != opentelemetry::TraceId::INVALID).then(|| {
+        let (mut trace, mut span) = (String::with_capacity(32), String::with_capacity(16));
+        crate::telemetry::push_hex(&mut trace, &trace_id.to_bytes());
+        crate::telemetry::push_hex(&mut span, &span_id.to_bytes());
+        (trace, span)
+    })
 }
 
 struct Fields(Map<String, Value>);

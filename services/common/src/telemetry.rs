@@ -297,13 +297,13 @@ where
         self.0.on_follows_from(span, follows, ctx);
     }
 
-    fn on_enter(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
-        self.0.on_enter(id, ctx);
-    }
-
-    fn on_exit(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
-        self.0.on_exit(id, ctx);
-    }
+    // Not told of enters and exits. With context activation and busy/idle
+    // timings off (see `traced_subscriber`), all it does there is note the
+    // time of every exit, to end the span at its last one: a lookup and a
+    // clock read at every poll of a request's future. Untold, it ends a
+    // span when the span closes, which for ours is the same moment: each
+    // closes as the work it times returns (checked by
+    // `an_entered_span_ends_when_it_closes`).
 
     fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
         self.0.on_close(id, ctx);
@@ -480,13 +480,25 @@ pub fn traceparent(span: &Span) -> Option<String> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
     span_context.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        )
+        let mut value = String::with_capacity(55);
+        value.push_str("00-");
+        push_hex(&mut value, &span_context.trace_id().to_bytes());
+        value.push('-');
+        push_hex(&mut value, &span_context.span_id().to_bytes());
+        value.push('-');
+        push_hex(&mut value, &[span_context.trace_flags().to_u8()]);
+        value
     })
+}
+
+/// Appends `bytes` as lowercase hex: what `format!("{:032x}")` on a trace
+/// id gives, without the formatting machinery, on every request and line.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// A carrier holding one `traceparent`, without building a map.
@@ -659,6 +671,20 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_written_in_hex_as_the_sdk_formats_them() {
+        for trace_id in [1u128, 0x0af7651916cd43dd8448eb211c80319c, u128::MAX] {
+            let id = opentelemetry::TraceId::from(trace_id);
+            let mut text = String::new();
+            push_hex(&mut text, &id.to_bytes());
+            assert_eq!(text, id.to_string());
+        }
+        let span_id = opentelemetry::SpanId::from(0x00f067aa0ba902b7u64);
+        let mut text = String::new();
+        push_hex(&mut text, &span_id.to_bytes());
+        assert_eq!(text, "00f067aa0ba902b7");
+    }
+
+    #[test]
     fn a_traceparent_goes_out_as_it_came_in() {
         let provider = SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
@@ -803,6 +829,35 @@ mod tests {
         assert_eq!(lines[0]["span_id"], server_span_id, "{lines:?}");
         drop(server);
         assert_eq!(exported().len(), 2);
+    }
+
+    #[test]
+    fn an_entered_span_ends_when_it_closes() {
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        let subscriber = traced_subscriber(
+            "api",
+            EnvFilter::new("info"),
+            provider.tracer("api"),
+            std::io::sink,
+        );
+        let (started, after_last_exit) = tracing::subscriber::with_default(subscriber, || {
+            let started = std::time::SystemTime::now();
+            let span = tracing::info_span!(target: "pixelflow_api", "http request");
+            span.in_scope(|| tracing::info!(target: "pixelflow_api", "request handled"));
+            let after_last_exit = std::time::SystemTime::now();
+            drop(span);
+            (started, after_last_exit)
+        });
+        let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(spans.len(), 1);
+        assert!(spans[0].start_time >= started);
+        assert!(
+            spans[0].end_time >= after_last_exit,
+            "the span ends at its close, not at its last exit"
+        );
     }
 
     #[test]
