@@ -746,6 +746,15 @@ mod tests {
         }
     }
 
+    /// A provider exporting every span, as it ends, into the `Kept`.
+    fn kept_spans() -> (Kept, SdkTracerProvider) {
+        let kept = Kept::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(kept.clone())
+            .build();
+        (kept, provider)
+    }
+
     fn lines(captured: &crate::logging::tests::Captured) -> Vec<serde_json::Value> {
         captured
             .text()
@@ -757,10 +766,7 @@ mod tests {
     #[test]
     fn a_warning_inside_a_traced_span_carries_its_ids_whatever_log_level_says() {
         let captured = crate::logging::tests::Captured::default();
-        let kept = Kept::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(kept.clone())
-            .build();
+        let (kept, provider) = kept_spans();
         let subscriber = traced_subscriber(
             "api",
             EnvFilter::new("warn"),
@@ -793,10 +799,7 @@ mod tests {
     #[tokio::test]
     async fn a_timed_span_ends_with_its_future_and_lines_meanwhile_keep_the_enclosing_ids() {
         let captured = crate::logging::tests::Captured::default();
-        let kept = Kept::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(kept.clone())
-            .build();
+        let (kept, provider) = kept_spans();
         let _default = tracing::subscriber::set_default(traced_subscriber(
             "api",
             EnvFilter::new("info"),
@@ -833,10 +836,7 @@ mod tests {
 
     #[test]
     fn an_entered_span_ends_when_it_closes() {
-        let kept = Kept::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(kept.clone())
-            .build();
+        let (kept, provider) = kept_spans();
         let subscriber = traced_subscriber(
             "api",
             EnvFilter::new("info"),
