@@ -298,9 +298,10 @@ where
     }
 
     // Not told of enters and exits. With context activation and busy/idle
-    // timings off (see `traced_subscriber`), all it does there is note the
-    // time of every exit, to end the span at its last one: a lookup and a
-    // clock read at every poll of a request's future. Untold, it ends a
+    // timings off (`traced_subscriber` turns them off, as they need these
+    // calls), all it does there is note the time of every exit, to end the
+    // span at its last one: a lookup and a clock read at every poll of a
+    // request's future. Untold, it ends a
     // span when the span closes, which for ours is the same moment: each
     // closes as the work it times returns (checked by
     // `an_entered_span_ends_when_it_closes`).
@@ -376,15 +377,17 @@ where
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         // Per-span extras that cost an allocation each and say little
-        // here: source location, thread, target, busy/idle time.
+        // here: source location, thread, target.
         .with_location(false)
         .with_target(false)
         .with_threads(false)
-        .with_tracked_inactivity(false)
-        // Nothing here reads the "current" OpenTelemetry context; making
-        // each span current at every poll of its future costs on every
-        // enter and exit. Spans that log are started by [`started`], which
+        // Both need the layer to hear of enters and exits, which
+        // `SpansOnly` keeps from it: busy/idle time would read all idle,
+        // and a span's parent would be looked up in an OpenTelemetry
+        // "current" context nothing sets. Off, the parent is tracing's
+        // current span. Spans that log are started by [`started`], which
         // gives their lines the ids.
+        .with_tracked_inactivity(false)
         .with_context_activation(false);
     tracing_subscriber::registry()
         .with(JsonLogs::new(service, writer))
@@ -515,7 +518,8 @@ impl opentelemetry::propagation::Extractor for OneHeader<'_> {
 }
 
 /// Starts `span`'s OpenTelemetry span now, so the lines logged inside it
-/// carry its ids (spans are not made current on entry; see [`init`]).
+/// carry its ids (spans are not made current on entry; see
+/// [`traced_subscriber`]).
 /// After [`set_parent`], if that is called.
 pub fn started(span: Span) -> Span {
     let _ = span.context();
