@@ -17,6 +17,12 @@
 //! median of those ratios is the figure (with the p99 of each, the median
 //! over rounds). The A/A figure is "off again" over "off", round by round.
 //!
+//! Each median comes with a distribution-free 95% interval (order
+//! statistics of the rounds; 6 rounds at least). The verdict on the target
+//! (exporting >= 0.9x of off) is "met" only when the whole interval is at
+//! or above it, "not met" when it is all below, and "undecided" otherwise:
+//! one run's median alone has moved by more than the gap to the target.
+//!
 //! Each pair's CPU time per request (auth's and api's, from /proc, over
 //! the measured rounds) is reported too: far steadier than throughput on
 //! this machine (the A/A pair agrees with off to a few percent), it says
@@ -28,7 +34,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use pixelflow_e2e::load::{knob, load, median, ms, Stats};
+use pixelflow_e2e::load::{knob, load, median, median_interval, ms, Stats, Verdict};
 use pixelflow_e2e::{binary, Service, Stack};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -92,6 +98,18 @@ async fn receiver() -> (
     let endpoint: Value = serde_json::from_str(&line).expect("endpoint JSON");
     let endpoint = endpoint["endpoint"].as_str().expect("endpoint").to_string();
     (child, out, endpoint)
+}
+
+/// The target for exporting against tracing off.
+const TARGET: f64 = 0.9;
+/// Of the interval around each median ratio.
+const CONFIDENCE: f64 = 0.95;
+
+fn shown(interval: Option<(f64, f64)>) -> String {
+    match interval {
+        Some((low, high)) => format!("{low:.3}-{high:.3}"),
+        None => "n/a (fewer than 6 rounds)".into(),
+    }
 }
 
 #[tokio::main]
@@ -159,13 +177,14 @@ async fn main() {
         .zip(&results[3])
         .map(|(off, again)| (off.rps() + again.rps()) / 2.0)
         .collect();
-    let a_a = median(
-        results[3]
-            .iter()
-            .zip(&results[2])
-            .map(|(again, off)| again.rps() / off.rps())
-            .collect(),
-    );
+    let a_a_rounds: Vec<f64> = results[3]
+        .iter()
+        .zip(&results[2])
+        .map(|(again, off)| again.rps() / off.rps())
+        .collect();
+    let a_a = median(a_a_rounds.clone());
+    let a_a_interval = median_interval(a_a_rounds, CONFIDENCE);
+    let mut exporting_interval = None;
     let mut report = serde_json::Map::new();
     report.insert(
         "settings".into(),
@@ -185,28 +204,44 @@ async fn main() {
         let p50 = median(stats.iter().map(|s| ms(s.percentile(0.50))).collect());
         let errors: usize = stats.iter().map(|s| s.errors).sum();
         let ratio = median(ratios.clone());
+        let interval = median_interval(ratios.clone(), CONFIDENCE);
+        if pair.name == "exporting" {
+            exporting_interval = interval;
+        }
         report.insert(
             pair.name.into(),
             json!({
                 "rps_rounds": stats.iter().map(Stats::rps).collect::<Vec<_>>(),
                 "ratio_to_baseline_rounds": ratios,
                 "rps": rps, "ratio_to_baseline": ratio,
+                "ratio_interval_95": interval.map(|(low, high)| [low, high]),
                 "p50_ms": p50, "p99_ms": p99, "errors": errors,
                 "api_cpu_us_per_request": api_us, "auth_cpu_us_per_request": auth_us,
             }),
         );
         println!(
-            "{:<10} {rps:>6.0} req/s  {ratio:.3}x of tracing off (median of {rounds} paired rounds)  p50 {p50:.2} ms  p99 {p99:.2} ms  {errors} errors  CPU per request: api {api_us:.0} µs, auth {auth_us:.0} µs",
-            pair.name
+            "{:<10} {rps:>6.0} req/s  {ratio:.3}x of tracing off (median of {rounds} paired rounds; 95% interval {})  p50 {p50:.2} ms  p99 {p99:.2} ms  {errors} errors  CPU per request: api {api_us:.0} µs, auth {auth_us:.0} µs",
+            pair.name,
+            shown(interval),
         );
     }
+    let verdict = Verdict::of(exporting_interval, TARGET);
     report.insert("spans_received".into(), json!(spans));
     report.insert("a_a_ratio".into(), json!(a_a));
+    report.insert(
+        "a_a_interval_95".into(),
+        json!(a_a_interval.map(|(low, high)| [low, high])),
+    );
+    report.insert("target".into(), json!(TARGET));
+    report.insert("verdict".into(), json!(verdict.as_str()));
+    println!("spans received by the OTLP receiver: {spans}");
     println!(
-        "spans received by the OTLP receiver: {spans} (target: exporting >= 0.9x of tracing off)"
+        "baseline: \"off\" and \"off again\", averaged per round; noise floor: \"off again\" / \"off\" = {a_a:.3}, 95% interval {} (configured alike: its distance from 1.000 is what this machine's noise alone gives)",
+        shown(a_a_interval),
     );
     println!(
-        "baseline: \"off\" and \"off again\", averaged per round; noise floor: \"off again\" / \"off\" = {a_a:.3} (configured alike: its distance from 1.000 is what this machine's noise alone gives)"
+        "target: exporting >= {TARGET}x of tracing off: {} (met only if the whole 95% interval of the median is at or above it, not met only if it is all below)",
+        verdict.as_str(),
     );
     println!(
         "{}",
