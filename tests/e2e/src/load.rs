@@ -91,7 +91,8 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 /// the largest `k` whose binomial coverage, `1 - 2 P(Bin(n, 1/2) < k)`, is
 /// still at least `confidence`. No assumption on how rounds spread, which
 /// on this machine is neither normal nor steady. `None` when there are too
-/// few rounds for any such interval (fewer than 6 at 0.95).
+/// few rounds for any such interval (fewer than 6 at 0.95), or so many
+/// (over a thousand) that `2^-n` underflows.
 pub fn median_interval(mut values: Vec<f64>, confidence: f64) -> Option<(f64, f64)> {
     let n = values.len();
     let tail = (1.0 - confidence) / 2.0;
