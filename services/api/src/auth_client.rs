@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::http::HeaderValue;
+use pixelflow_common::telemetry::{KeyValue, Leaf};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -42,21 +43,18 @@ impl AuthClient {
 
     /// The user the `Authorization` header value belongs to.
     /// The call is a client span whose `traceparent` auth's server span
-    /// continues. The span lasts until the answer is read, and is never
-    /// entered: nothing is logged inside it (see `TimedBy`).
+    /// continues. The span lasts until the answer is read, and is a
+    /// [`Leaf`]: nothing is logged inside it.
     pub async fn validate(&self, authorization: &HeaderValue) -> Result<Uuid, AuthError> {
-        let span = tracing::info_span!(
-            "auth validate",
-            otel.name = "GET auth /validate",
-            otel.kind = "client",
-            http.request.method = "GET",
-            http.response.status_code = tracing::field::Empty,
+        let mut span = Leaf::client(
+            "GET auth /validate",
+            [KeyValue::new("http.request.method", "GET")],
         );
         let mut request = self
             .http
             .get(format!("{}/validate", self.base_url))
             .header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
-        if let Some(traceparent) = pixelflow_common::telemetry::traceparent(&span) {
+        if let Some(traceparent) = span.traceparent() {
             request = request.header(
                 reqwest::header::HeaderName::from_static(pixelflow_common::telemetry::TRACEPARENT),
                 traceparent,
@@ -66,12 +64,11 @@ impl AuthClient {
             .send()
             .await
             .map_err(|e| AuthError::Unavailable(without_url(&e)))?;
-        // As i64: tracing-opentelemetry turns unsigned values into strings,
-        // and the semantic conventions make the status code an int.
-        span.record(
+        // An int, as the semantic conventions have it.
+        span.set_attribute(KeyValue::new(
             "http.response.status_code",
             i64::from(response.status().as_u16()),
-        );
+        ));
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             let reason = response

@@ -104,7 +104,7 @@ pub async fn create(
     // Stored with the task: an event the sweeper queues again later names
     // this span, and stays in the upload's trace.
     let insert_task = db_span("INSERT tasks");
-    let task_traceparent = pixelflow_common::telemetry::traceparent(&insert_task);
+    let task_traceparent = insert_task.traceparent();
     let task: Task = sqlx::query_as(&format!(
         "INSERT INTO tasks (id, user_id, status, content_type, width, height, image, traceparent) \
          VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7) RETURNING {TASK_COLUMNS}"
@@ -129,7 +129,7 @@ pub async fn create(
     // The event's traceparent names the outbox insert: the worker's spans
     // hang under it, in the upload's trace.
     let insert = db_span("INSERT task_outbox");
-    let traceparent = pixelflow_common::telemetry::traceparent(&insert);
+    let traceparent = insert.traceparent();
     sqlx::query("INSERT INTO task_outbox (task_id, payload, traceparent) VALUES ($1, $2, $3)")
         .bind(task.id)
         .bind(payload)

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
+pub use opentelemetry::KeyValue;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
@@ -255,7 +256,16 @@ where
 /// their trace through `trace_id`, and copying each into its span as a
 /// span event would export every line twice (the tracing bench measured
 /// that cost).
-struct SpansOnly<L>(L);
+struct SpansOnly<L> {
+    layer: L,
+    leaves: LeafTracer,
+}
+
+/// The tracer [`Leaf`] spans are made with, found through the subscriber
+/// like tracing-opentelemetry's own `WithContext`: whoever installed the
+/// traced subscriber (a service, or a test with its own provider) gets its
+/// leaves, and with tracing off there is none.
+struct LeafTracer(opentelemetry_sdk::trace::SdkTracer);
 
 impl<S, L> Layer<S> for SpansOnly<L>
 where
@@ -263,11 +273,11 @@ where
     L: Layer<S>,
 {
     fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
-        self.0.on_register_dispatch(subscriber);
+        self.layer.on_register_dispatch(subscriber);
     }
 
     fn on_layer(&mut self, subscriber: &mut S) {
-        self.0.on_layer(subscriber);
+        self.layer.on_layer(subscriber);
     }
 
     fn on_new_span(
@@ -276,7 +286,7 @@ where
         id: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
-        self.0.on_new_span(attrs, id, ctx);
+        self.layer.on_new_span(attrs, id, ctx);
     }
 
     fn on_record(
@@ -285,7 +295,7 @@ where
         values: &tracing::span::Record<'_>,
         ctx: Context<'_, S>,
     ) {
-        self.0.on_record(id, values, ctx);
+        self.layer.on_record(id, values, ctx);
     }
 
     fn on_follows_from(
@@ -294,7 +304,7 @@ where
         follows: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
-        self.0.on_follows_from(span, follows, ctx);
+        self.layer.on_follows_from(span, follows, ctx);
     }
 
     // Not told of enters and exits. With context activation and busy/idle
@@ -307,22 +317,25 @@ where
     // `an_entered_span_ends_when_it_closes`).
 
     fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
-        self.0.on_close(id, ctx);
+        self.layer.on_close(id, ctx);
     }
 
     fn on_id_change(&self, old: &tracing::span::Id, new: &tracing::span::Id, ctx: Context<'_, S>) {
-        self.0.on_id_change(old, new, ctx);
+        self.layer.on_id_change(old, new, ctx);
     }
 
     /// `Span::context()` and `set_parent` find the OpenTelemetry layer by
     /// downcasting the subscriber: the wrapper must let them through.
+    /// [`Leaf`] finds its tracer the same way.
     unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
         if id == std::any::TypeId::of::<Self>() {
             Some(self as *const Self as *const ())
+        } else if id == std::any::TypeId::of::<LeafTracer>() {
+            Some(&self.leaves as *const LeafTracer as *const ())
         } else {
             // SAFETY: forwarded as is; the inner layer answers for its own
             // type ids.
-            unsafe { self.0.downcast_raw(id) }
+            unsafe { self.layer.downcast_raw(id) }
         }
     }
 }
@@ -374,6 +387,7 @@ pub fn traced_subscriber<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    let leaves = LeafTracer(tracer.clone());
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         // Per-span extras that cost an allocation each and say little
@@ -391,7 +405,10 @@ where
         .with_context_activation(false);
     tracing_subscriber::registry()
         .with(JsonLogs::new(service, writer))
-        .with(SpansOnly(spans))
+        .with(SpansOnly {
+            layer: spans,
+            leaves,
+        })
         .with(Selection::new(filter, true))
 }
 
@@ -482,16 +499,21 @@ pub fn traceparent(span: &Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| {
-        let mut value = String::with_capacity(55);
-        value.push_str("00-");
-        push_hex(&mut value, &span_context.trace_id().to_bytes());
-        value.push('-');
-        push_hex(&mut value, &span_context.span_id().to_bytes());
-        value.push('-');
-        push_hex(&mut value, &[span_context.trace_flags().to_u8()]);
-        value
-    })
+    span_context
+        .is_valid()
+        .then(|| traceparent_of(&span_context))
+}
+
+/// `00-<trace id>-<span id>-<flags>`.
+fn traceparent_of(span_context: &opentelemetry::trace::SpanContext) -> String {
+    let mut value = String::with_capacity(55);
+    value.push_str("00-");
+    push_hex(&mut value, &span_context.trace_id().to_bytes());
+    value.push('-');
+    push_hex(&mut value, &span_context.span_id().to_bytes());
+    value.push('-');
+    push_hex(&mut value, &[span_context.trace_flags().to_u8()]);
+    value
 }
 
 /// Appends `bytes` as lowercase hex: what `format!("{:032x}")` on a trace
@@ -537,14 +559,68 @@ pub fn set_parent(span: &Span, traceparent: &str) {
 /// A span for one database statement: `operation` names it
 /// (`INSERT tasks`). Give it the statement's future with
 /// [`TimedBy::timed_by`].
-pub fn db_span(operation: &'static str) -> Span {
-    tracing::info_span!(
-        "db",
-        otel.name = operation,
-        otel.kind = "client",
-        db.system.name = "postgresql",
-        db.operation.name = operation,
+pub fn db_span(operation: &'static str) -> Leaf {
+    Leaf::client(
+        operation,
+        [
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.operation.name", operation),
+        ],
     )
+}
+
+/// A leaf span: a child of the current `tracing` span, made directly with
+/// the OpenTelemetry tracer rather than as a `tracing` span bridged by
+/// tracing-opentelemetry. For a span that is never entered and in which
+/// our code logs nothing (a statement, a call to another service), the
+/// bridge only adds cost: a registry slot, an `OtelData` built field by
+/// field (a `String` per attribute), its lookups at start and close. Made
+/// here, a leaf is one SDK span with its attributes as given (static
+/// strings stay unallocated). It starts when made and ends when dropped.
+/// With tracing off it is nothing.
+pub struct Leaf(Option<opentelemetry_sdk::trace::Span>);
+
+impl Leaf {
+    /// A client span named `name`, with `attributes`, child of the current
+    /// span (or a trace of its own outside any).
+    pub fn client(name: &'static str, attributes: impl IntoIterator<Item = KeyValue>) -> Self {
+        use opentelemetry::trace::{SpanKind, Tracer as _};
+        // Two lookups of the subscriber, not one nested in the other: a
+        // nested lookup would find no subscriber.
+        if !tracing::dispatcher::get_default(|d| d.is::<LeafTracer>()) {
+            return Leaf(None);
+        }
+        let parent = Span::current().context();
+        let mut attributes = Some(attributes);
+        Leaf(tracing::dispatcher::get_default(|d| {
+            let LeafTracer(tracer) = d.downcast_ref::<LeafTracer>()?;
+            Some(
+                tracer
+                    .span_builder(name)
+                    .with_kind(SpanKind::Client)
+                    .with_attributes(attributes.take()?)
+                    .start_with_context(tracer, &parent),
+            )
+        }))
+    }
+
+    /// The `traceparent` value that makes the callee's spans children of
+    /// this one; `None` when tracing is off.
+    pub fn traceparent(&self) -> Option<String> {
+        use opentelemetry::trace::Span as _;
+        let span_context = self.0.as_ref()?.span_context();
+        span_context
+            .is_valid()
+            .then(|| traceparent_of(span_context))
+    }
+
+    /// Sets one attribute (an answer's status code, once known).
+    pub fn set_attribute(&mut self, attribute: KeyValue) {
+        use opentelemetry::trace::Span as _;
+        if let Some(span) = &mut self.0 {
+            span.set_attribute(attribute);
+        }
+    }
 }
 
 /// A future timed by a span it never enters: the span starts when it is
@@ -556,7 +632,7 @@ pub fn db_span(operation: &'static str) -> Span {
 /// tells nothing more. Lines logged meanwhile carry the enclosing span's
 /// ids.
 pub trait TimedBy: std::future::Future + Sized {
-    fn timed_by(self, span: Span) -> Timed<Self> {
+    fn timed_by(self, span: Leaf) -> Timed<Self> {
         Timed { future: self, span }
     }
 }
@@ -568,7 +644,7 @@ pin_project_lite::pin_project! {
     pub struct Timed<F> {
         #[pin]
         future: F,
-        span: Span,
+        span: Leaf,
     }
 }
 
@@ -582,7 +658,7 @@ impl<F: std::future::Future> std::future::Future for Timed<F> {
         let this = self.project();
         let output = std::task::ready!(this.future.poll(cx));
         // Ends the span now rather than when the caller drops this future.
-        *this.span = Span::none();
+        *this.span = Leaf(None);
         std::task::Poll::Ready(output)
     }
 }
@@ -836,6 +912,81 @@ mod tests {
         assert_eq!(lines[0]["span_id"], server_span_id, "{lines:?}");
         drop(server);
         assert_eq!(exported().len(), 2);
+    }
+
+    #[test]
+    fn a_leaf_is_a_client_span_under_the_current_span_that_its_traceparent_names() {
+        use opentelemetry::trace::SpanKind;
+        let (kept, provider) = kept_spans();
+        let subscriber = traced_subscriber(
+            "api",
+            EnvFilter::new("info"),
+            provider.tracer("api"),
+            std::io::sink,
+        );
+        let (server, outgoing) = tracing::subscriber::with_default(subscriber, || {
+            let server = started(tracing::info_span!(target: "pixelflow_api", "http request"));
+            let _in = server.enter();
+            let mut call = Leaf::client(
+                "GET auth /validate",
+                [KeyValue::new("http.request.method", "GET")],
+            );
+            let outgoing = call.traceparent().expect("traced");
+            call.set_attribute(KeyValue::new("http.response.status_code", 200i64));
+            drop(call);
+            (traceparent(&server).expect("traced"), outgoing)
+        });
+        let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let [call, _server] = spans.as_slice() else {
+            panic!("the leaf ends first, then the server span: {spans:?}")
+        };
+        let server: Vec<&str> = server.split('-').collect();
+        let outgoing: Vec<&str> = outgoing.split('-').collect();
+        assert_eq!(call.name, "GET auth /validate");
+        assert_eq!(call.span_kind, SpanKind::Client);
+        assert_eq!(
+            call.parent_span_id.to_string(),
+            server[2],
+            "under the server span"
+        );
+        assert_eq!(call.span_context.trace_id().to_string(), server[1]);
+        assert_eq!(outgoing[1], server[1], "the callee joins the same trace");
+        assert_eq!(
+            outgoing[2],
+            call.span_context.span_id().to_string(),
+            "under the leaf"
+        );
+        let attributes: Vec<String> = call
+            .attributes
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect();
+        assert_eq!(
+            attributes,
+            ["http.request.method=GET", "http.response.status_code=200"]
+        );
+    }
+
+    #[test]
+    fn a_leaf_outside_any_span_starts_a_trace_and_with_tracing_off_is_nothing() {
+        let (kept, provider) = kept_spans();
+        let subscriber = traced_subscriber(
+            "api",
+            EnvFilter::new("info"),
+            provider.tracer("api"),
+            std::io::sink,
+        );
+        tracing::subscriber::with_default(subscriber, || drop(db_span("SELECT 1")));
+        let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].parent_span_id, opentelemetry::SpanId::INVALID);
+
+        let off = logs_only_subscriber("api", EnvFilter::new("info"), std::io::sink);
+        tracing::subscriber::with_default(off, || {
+            let server = started(tracing::info_span!(target: "pixelflow_api", "http request"));
+            let _in = server.enter();
+            assert_eq!(db_span("SELECT 1").traceparent(), None);
+        });
     }
 
     #[test]
