@@ -11,7 +11,11 @@
 //!   machine, so a ratio closer to the target than that is not a verdict.
 //!
 //! Rounds alternate the four, in a rotating order, so the machine's drift
-//! hits all alike; each round's throughput is divided by the same round's
+//! hits all alike. They run in blocks (BENCH_BLOCKS, default 3), each on
+//! freshly started pairs and databases: a pair keeps whatever offset it
+//! started with (the A/A control has sat 4% from 1.000 for a whole run),
+//! and new pairs per block spread those offsets over all four. Each
+//! round's throughput is divided by the same round's
 //! baseline, the mean of the two tracing-off pairs (either alone has been
 //! a few percent off the other, on both sides, over whole runs), and the
 //! median of those ratios is the figure (with the p99 of each, the median
@@ -29,7 +33,8 @@
 //! which process the cost is in.
 //!
 //! Run: `tests/bench-tracing`. Knobs: BENCH_SECONDS (per measurement,
-//! default 2), BENCH_CONCURRENCY (default 16), BENCH_ROUNDS (default 15).
+//! default 2), BENCH_CONCURRENCY (default 16), BENCH_ROUNDS (default 15),
+//! BENCH_BLOCKS (default 3).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -41,7 +46,6 @@ use tokio::io::AsyncBufReadExt;
 
 /// auth and api on a database of their own, with `env` on both.
 struct Pair {
-    name: &'static str,
     _logs: tempfile::TempDir,
     auth: Service,
     api: Service,
@@ -49,11 +53,7 @@ struct Pair {
 }
 
 impl Pair {
-    async fn start(
-        name: &'static str,
-        http: &reqwest::Client,
-        env: &[(&'static str, String)],
-    ) -> Self {
+    async fn start(http: &reqwest::Client, env: &[(&'static str, String)]) -> Self {
         let stack = Stack::fresh("bench-secret-0123456789").await;
         let logs = tempfile::tempdir().expect("tempdir");
         let auth = stack.auth_with(logs.path(), env);
@@ -64,7 +64,6 @@ impl Pair {
         let (bearer, _) = pixelflow_testkit::new_user(http, &auth.base).await;
         pixelflow_e2e::upload_some(http, &api, &bearer, 5).await;
         Self {
-            name,
             _logs: logs,
             auth,
             api,
@@ -100,6 +99,32 @@ async fn receiver() -> (
     (child, out, endpoint)
 }
 
+/// How a pair traces.
+#[derive(Clone, Copy)]
+enum Mode {
+    Exporting,
+    IdsOnly,
+    Off,
+}
+
+impl Mode {
+    fn env(self, endpoint: &str) -> Vec<(&'static str, String)> {
+        match self {
+            Mode::Exporting => vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_string())],
+            Mode::IdsOnly => vec![("OTEL_TRACES_EXPORTER", "none".to_string())],
+            Mode::Off => vec![("OTEL_SDK_DISABLED", "true".to_string())],
+        }
+    }
+}
+
+/// The four pairs, in this order everywhere below (`results[i]`).
+const PAIRS: [(&str, Mode); 4] = [
+    ("exporting", Mode::Exporting),
+    ("ids only", Mode::IdsOnly),
+    ("off", Mode::Off),
+    ("off again", Mode::Off),
+];
+
 /// The target for exporting against tracing off.
 const TARGET: f64 = 0.9;
 /// Of the interval around each median ratio.
@@ -122,48 +147,42 @@ async fn main() {
         .build()
         .expect("client");
 
+    let blocks = (knob("BENCH_BLOCKS", 3) as usize).clamp(1, rounds.max(1));
+
     let (mut receiver, mut receiver_out, endpoint) = receiver().await;
-    let pairs = [
-        Pair::start(
-            "exporting",
-            &http,
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)],
-        )
-        .await,
-        Pair::start(
-            "ids only",
-            &http,
-            &[("OTEL_TRACES_EXPORTER", "none".to_string())],
-        )
-        .await,
-        Pair::start("off", &http, &[("OTEL_SDK_DISABLED", "true".to_string())]).await,
-        Pair::start(
-            "off again",
-            &http,
-            &[("OTEL_SDK_DISABLED", "true".to_string())],
-        )
-        .await,
-    ];
-    for pair in &pairs {
-        pair.load(&http, concurrency, Duration::from_secs(1)).await; // warm-up
-    }
-    // results[pair][round]
-    let mut results: Vec<Vec<Stats>> = pairs.iter().map(|_| Vec::new()).collect();
-    let cpu_before: Vec<(Duration, Duration)> = pairs
-        .iter()
-        .map(|p| (p.auth.cpu_time(), p.api.cpu_time()))
-        .collect();
-    for round in 0..rounds {
-        for k in 0..pairs.len() {
-            let i = (round + k) % pairs.len();
-            results[i].push(pairs[i].load(&http, concurrency, seconds).await);
+    // results[pair][round], cpu_used[pair] = (auth, api), over all blocks.
+    let mut results: Vec<Vec<Stats>> = PAIRS.iter().map(|_| Vec::new()).collect();
+    let mut cpu_used = [(Duration::ZERO, Duration::ZERO); PAIRS.len()];
+    let mut round = 0;
+    for block in 0..blocks {
+        // Fresh processes and databases for every block: two pairs
+        // configured alike have differed by a few percent for as long as
+        // they ran, so one set of pairs would carry its own offsets into
+        // every round.
+        let mut pairs = Vec::new();
+        for (_, mode) in PAIRS {
+            pairs.push(Pair::start(&http, &mode.env(&endpoint)).await);
+        }
+        for pair in &pairs {
+            pair.load(&http, concurrency, Duration::from_secs(1)).await; // warm-up
+        }
+        let cpu_before: Vec<(Duration, Duration)> = pairs
+            .iter()
+            .map(|p| (p.auth.cpu_time(), p.api.cpu_time()))
+            .collect();
+        let block_rounds = rounds / blocks + usize::from(block < rounds % blocks);
+        for _ in 0..block_rounds {
+            for k in 0..pairs.len() {
+                let i = (round + k) % pairs.len();
+                results[i].push(pairs[i].load(&http, concurrency, seconds).await);
+            }
+            round += 1;
+        }
+        for ((used, pair), (auth, api)) in cpu_used.iter_mut().zip(&pairs).zip(&cpu_before) {
+            used.0 += pair.auth.cpu_time() - *auth;
+            used.1 += pair.api.cpu_time() - *api;
         }
     }
-    let cpu_used: Vec<(Duration, Duration)> = pairs
-        .iter()
-        .zip(&cpu_before)
-        .map(|(p, (auth, api))| (p.auth.cpu_time() - *auth, p.api.cpu_time() - *api))
-        .collect();
     drop(receiver.stdin.take());
     let mut line = String::new();
     receiver_out.read_line(&mut line).await.expect("span count");
@@ -188,9 +207,9 @@ async fn main() {
     let mut report = serde_json::Map::new();
     report.insert(
         "settings".into(),
-        json!({ "seconds": seconds.as_secs(), "concurrency": concurrency, "rounds": rounds }),
+        json!({ "seconds": seconds.as_secs(), "concurrency": concurrency, "rounds": rounds, "blocks": blocks }),
     );
-    for ((pair, stats), (auth_cpu, api_cpu)) in pairs.iter().zip(&results).zip(&cpu_used) {
+    for (((name, _), stats), (auth_cpu, api_cpu)) in PAIRS.iter().zip(&results).zip(&cpu_used) {
         let requests: usize = stats.iter().map(|s| s.requests).sum();
         let per_request = |cpu: &Duration| cpu.as_secs_f64() * 1e6 / requests.max(1) as f64;
         let (api_us, auth_us) = (per_request(api_cpu), per_request(auth_cpu));
@@ -205,11 +224,11 @@ async fn main() {
         let errors: usize = stats.iter().map(|s| s.errors).sum();
         let ratio = median(ratios.clone());
         let interval = median_interval(ratios.clone(), CONFIDENCE);
-        if pair.name == "exporting" {
+        if *name == "exporting" {
             exporting_interval = interval;
         }
         report.insert(
-            pair.name.into(),
+            (*name).into(),
             json!({
                 "rps_rounds": stats.iter().map(Stats::rps).collect::<Vec<_>>(),
                 "ratio_to_baseline_rounds": ratios,
@@ -221,7 +240,7 @@ async fn main() {
         );
         println!(
             "{:<10} {rps:>6.0} req/s  {ratio:.3}x of tracing off (median of {rounds} paired rounds; 95% interval {})  p50 {p50:.2} ms  p99 {p99:.2} ms  {errors} errors  CPU per request: api {api_us:.0} µs, auth {auth_us:.0} µs",
-            pair.name,
+            name,
             shown(interval),
         );
     }
