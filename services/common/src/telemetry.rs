@@ -835,6 +835,23 @@ mod tests {
         (kept, provider)
     }
 
+    /// The services' traced subscriber at `info`, lines to nowhere, spans
+    /// into the `Kept` (while the provider lives).
+    fn traced_into_kept() -> (
+        Kept,
+        SdkTracerProvider,
+        impl tracing::Subscriber + Send + Sync + 'static,
+    ) {
+        let (kept, provider) = kept_spans();
+        let subscriber = traced_subscriber(
+            "api",
+            EnvFilter::new("info"),
+            provider.tracer("api"),
+            std::io::sink,
+        );
+        (kept, provider, subscriber)
+    }
+
     fn lines(captured: &crate::logging::tests::Captured) -> Vec<serde_json::Value> {
         captured
             .text()
@@ -917,13 +934,7 @@ mod tests {
     #[test]
     fn a_leaf_is_a_client_span_under_the_current_span_that_its_traceparent_names() {
         use opentelemetry::trace::SpanKind;
-        let (kept, provider) = kept_spans();
-        let subscriber = traced_subscriber(
-            "api",
-            EnvFilter::new("info"),
-            provider.tracer("api"),
-            std::io::sink,
-        );
+        let (kept, _provider, subscriber) = traced_into_kept();
         let (server, outgoing) = tracing::subscriber::with_default(subscriber, || {
             let server = started(tracing::info_span!(target: "pixelflow_api", "http request"));
             let _in = server.enter();
@@ -969,13 +980,7 @@ mod tests {
 
     #[test]
     fn a_leaf_outside_any_span_starts_a_trace_and_with_tracing_off_is_nothing() {
-        let (kept, provider) = kept_spans();
-        let subscriber = traced_subscriber(
-            "api",
-            EnvFilter::new("info"),
-            provider.tracer("api"),
-            std::io::sink,
-        );
+        let (kept, _provider, subscriber) = traced_into_kept();
         tracing::subscriber::with_default(subscriber, || drop(db_span("SELECT 1")));
         let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         assert_eq!(spans.len(), 1);
@@ -991,13 +996,7 @@ mod tests {
 
     #[test]
     fn an_entered_span_ends_when_it_closes() {
-        let (kept, provider) = kept_spans();
-        let subscriber = traced_subscriber(
-            "api",
-            EnvFilter::new("info"),
-            provider.tracer("api"),
-            std::io::sink,
-        );
+        let (kept, _provider, subscriber) = traced_into_kept();
         let (started, after_last_exit) = tracing::subscriber::with_default(subscriber, || {
             let started = std::time::SystemTime::now();
             let span = tracing::info_span!(target: "pixelflow_api", "http request");
