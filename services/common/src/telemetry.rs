@@ -498,10 +498,11 @@ impl<E: SpanExporter> SpanExporter for ReportOnce<E> {
 pub fn traceparent(span: &Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;
     let context = span.context();
-    let span_context = context.span().span_context().clone();
+    let span = context.span();
+    let span_context = span.span_context();
     span_context
         .is_valid()
-        .then(|| traceparent_of(&span_context))
+        .then(|| traceparent_of(span_context))
 }
 
 /// `00-<trace id>-<span id>-<flags>`.
@@ -585,11 +586,9 @@ impl Leaf {
     /// span (or a trace of its own outside any).
     pub fn client(name: &'static str, attributes: impl IntoIterator<Item = KeyValue>) -> Self {
         use opentelemetry::trace::{SpanKind, Tracer as _};
-        // Two lookups of the subscriber, not one nested in the other: a
-        // nested lookup would find no subscriber.
-        if !tracing::dispatcher::get_default(|d| d.is::<LeafTracer>()) {
-            return Leaf(None);
-        }
+        // The parent first, then the tracer: each looks up the subscriber,
+        // and a lookup nested in another would find none. With tracing
+        // off, the parent is an empty context and there is no tracer.
         let parent = Span::current().context();
         let mut attributes = Some(attributes);
         Leaf(tracing::dispatcher::get_default(|d| {

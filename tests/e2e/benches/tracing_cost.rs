@@ -100,7 +100,7 @@ async fn receiver() -> (
 }
 
 /// How a pair traces.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Exporting,
     IdsOnly,
@@ -158,7 +158,8 @@ async fn main() {
         // Fresh processes and databases for every block: two pairs
         // configured alike have differed by a few percent for as long as
         // they ran, so one set of pairs would carry its own offsets into
-        // every round.
+        // every round. The old pairs are killed, so spans still queued in
+        // them are not in the receiver's count.
         let mut pairs = Vec::new();
         for (_, mode) in PAIRS {
             pairs.push(Pair::start(&http, &mode.env(&endpoint)).await);
@@ -209,7 +210,7 @@ async fn main() {
         "settings".into(),
         json!({ "seconds": seconds.as_secs(), "concurrency": concurrency, "rounds": rounds, "blocks": blocks }),
     );
-    for (((name, _), stats), (auth_cpu, api_cpu)) in PAIRS.iter().zip(&results).zip(&cpu_used) {
+    for (((name, mode), stats), (auth_cpu, api_cpu)) in PAIRS.iter().zip(&results).zip(&cpu_used) {
         let requests: usize = stats.iter().map(|s| s.requests).sum();
         let per_request = |cpu: &Duration| cpu.as_secs_f64() * 1e6 / requests.max(1) as f64;
         let (api_us, auth_us) = (per_request(api_cpu), per_request(auth_cpu));
@@ -224,7 +225,7 @@ async fn main() {
         let errors: usize = stats.iter().map(|s| s.errors).sum();
         let ratio = median(ratios.clone());
         let interval = median_interval(ratios.clone(), CONFIDENCE);
-        if *name == "exporting" {
+        if *mode == Mode::Exporting {
             exporting_interval = interval;
         }
         report.insert(
