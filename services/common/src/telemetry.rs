@@ -520,11 +520,18 @@ fn traceparent_of(span_context: &opentelemetry::trace::SpanContext) -> String {
 /// Appends `bytes` as lowercase hex: what `format!("{:032x}")` on a trace
 /// id gives, without the formatting machinery, on every request and line.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    out.extend(hex_digits(bytes).map(char::from));
+}
+
+/// `bytes` as lowercase hex digits (ASCII), two per byte.
+pub(crate) fn hex_digits(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
+    bytes.iter().flat_map(|byte| {
+        [
+            DIGITS[usize::from(byte >> 4)],
+            DIGITS[usize::from(byte & 0x0f)],
+        ]
+    })
 }
 
 /// A carrier holding one `traceparent`, without building a map.
