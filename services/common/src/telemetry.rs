@@ -518,12 +518,13 @@ fn traceparent_of(span_context: &opentelemetry::trace::SpanContext) -> String {
 }
 
 /// Appends `bytes` as lowercase hex: what `format!("{:032x}")` on a trace
-/// id gives, without the formatting machinery, on every request and line.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+/// id gives, without the formatting machinery, on every request.
+fn push_hex(out: &mut String, bytes: &[u8]) {
     out.extend(hex_digits(bytes).map(char::from));
 }
 
-/// `bytes` as lowercase hex digits (ASCII), two per byte.
+/// `bytes` as lowercase hex digits (ASCII), two per byte: for buffers of
+/// bytes, like the log lines'.
 pub(crate) fn hex_digits(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes.iter().flat_map(|byte| {
