@@ -264,6 +264,81 @@ async fn a_prometheus_that_does_not_answer_fails_unless_skipped() {
     assert_eq!(prometheus[0]["actual"], "skipped: --skip prometheus");
 }
 
+/// A server answering `/api/v1/targets` as Prometheus does before its
+/// first scrape of each target ("unknown") until `scraped` is set, then as
+/// after it ("up"). Each answer is announced on the returned channel.
+/// Nothing else is served.
+async fn prometheus_before_its_first_scrape() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let scraped = Arc::new(AtomicBool::new(false));
+    let (asked, asks) = tokio::sync::mpsc::unbounded_channel();
+    let flag = scraped.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/targets",
+        axum::routing::get(move || {
+            let health = if flag.load(Ordering::SeqCst) { "up" } else { "unknown" };
+            let _ = asked.send(());
+            let targets: Vec<Value> = ["auth", "api", "worker"]
+                .iter()
+                .map(|job| serde_json::json!({"labels": {"job": job}, "health": health, "lastError": ""}))
+                .collect();
+            std::future::ready(axum::Json(serde_json::json!({
+                "status": "success",
+                "data": {"activeTargets": targets, "droppedTargets": []}
+            })))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, asks, scraped)
+}
+
+#[tokio::test]
+async fn the_flow_waits_until_prometheus_has_scraped_every_target_once() {
+    // Right after `up`, Prometheus may not have scraped yet. A flow run
+    // then is in the series' first samples, which no rate() counts, and
+    // the dashboards' panels stay empty: verify waits for the first scrape.
+    let running = start().await;
+    let (prometheus, mut asks, scraped) = prometheus_before_its_first_scrape().await;
+    let urls = running.urls.clone();
+    let run = tokio::spawn(async move { verify(&urls, &["--prometheus", &prometheus]).await });
+    for _ in 0..2 {
+        asks.recv()
+            .await
+            .expect("verify asks Prometheus for its targets");
+    }
+    let auth = running.services[0].metrics().await;
+    assert_eq!(
+        auth.value("auth_registrations_total", &[]),
+        Some(0.0),
+        "the flow started before Prometheus had scraped"
+    );
+    scraped.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, report, stderr) = run.await.expect("verify finished");
+    let waited = outcome(&report, "every target scraped before the flow");
+    assert_eq!(waited.len(), 1, "{stderr}\n{report:#}");
+    assert_eq!(waited[0]["outcome"], "pass", "{report:#}");
+    assert_eq!(waited[0]["actual"], "3 targets scraped");
+    let registered = outcome(&report, "flow: auth_registrations_total");
+    assert_eq!(registered[0]["outcome"], "pass", "{report:#}");
+    assert_eq!(
+        running.services[0]
+            .metrics()
+            .await
+            .value("auth_registrations_total", &[]),
+        Some(1.0),
+        "the flow ran once Prometheus had scraped"
+    );
+}
+
 /// Forwards every request to `upstream`; `/metrics` answers pass through
 /// `rewrite` with the number of the scrape (0, 1, …).
 async fn proxy(upstream: String, rewrite: fn(&str, usize) -> String) -> String {

@@ -5,7 +5,7 @@
 //! with the same variables `up` honours; each of them must answer unless
 //! the user skips it. With `--target`, only what is named is checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -146,7 +146,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         password: args.grafana_password.clone(),
     };
 
-    let (targets, prometheus, dashboards, grafana, jaeger) = if args.target.is_empty() {
+    let (targets, prometheus, dashboards, grafana, jaeger, hints) = if args.target.is_empty() {
         let project = project.as_ref().ok_or_else(|| {
             CouldNotRun(
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or name the services with --target".into(),
@@ -190,7 +190,31 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         let jaeger = skipped(Skippable::Jaeger)
             .map(Component::Skipped)
             .unwrap_or_else(|| component("jaeger", 16686, &args.jaeger));
-        (targets, prometheus, dashboards, grafana, jaeger)
+        // A component whose container is not running fails like any other
+        // that does not answer; its rows say how to leave it out.
+        let mut hints = BTreeMap::new();
+        for (service, given) in [
+            ("prometheus", &args.prometheus),
+            ("grafana", &args.grafana),
+            ("jaeger", &args.jaeger),
+        ] {
+            if given.is_none()
+                && project.services.contains_key(service)
+                && published.not_running(service)
+            {
+                hints.insert(
+                    service.to_string(),
+                    format!("no {service} container is running (up --without {service}?): --skip {service} leaves it out"),
+                );
+            }
+        }
+        if hints.contains_key("prometheus") {
+            hints.insert(
+                "dashboards".to_string(),
+                "their queries run in Prometheus, whose container is not running: --skip prometheus --skip dashboards leaves both out".to_string(),
+            );
+        }
+        (targets, prometheus, dashboards, grafana, jaeger, hints)
     } else {
         let prometheus = match (skipped(Skippable::Prometheus), &args.prometheus) {
             (Some(why), _) => Component::Skipped(why),
@@ -217,7 +241,14 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             (None, None) => not_named("--jaeger URL"),
         };
         let targets = args.target.iter().cloned().collect();
-        (targets, prometheus, dashboards, grafana, jaeger)
+        (
+            targets,
+            prometheus,
+            dashboards,
+            grafana,
+            jaeger,
+            BTreeMap::new(),
+        )
     };
     // What the project's Prometheus configuration promises (read only when
     // Prometheus is checked); without a project, what README promises (a
@@ -240,6 +271,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         jaeger,
         trace_timeout: args.trace_timeout,
         junit: args.junit,
+        hints,
     };
     Ok(if verify::run(options, printer).await? {
         ExitStatus::Success
@@ -264,7 +296,11 @@ fn name(component: Skippable) -> &'static str {
 
 /// The host ports the project's running containers publish, by service and
 /// container port.
-pub(crate) struct Published(BTreeMap<(String, u16), u16>);
+pub(crate) struct Published {
+    ports: BTreeMap<(String, u16), u16>,
+    /// The services with a running container, when the engine said.
+    running: Option<BTreeSet<String>>,
+}
 
 impl Published {
     /// Each spec service's metrics URL on the stack: the spec's port is the
@@ -295,10 +331,13 @@ impl Published {
 
     pub(crate) async fn find(engine: Option<&Engine>, project: &Project) -> Self {
         let mut ports = BTreeMap::new();
+        let mut running = None;
         if let Some(engine) = engine {
             if let Ok(containers) = stack::containers(engine, project).await {
+                let mut names = BTreeSet::new();
                 for (service, found) in containers {
                     for f in found.iter().filter(|f| f.state == "running") {
+                        names.insert(service.clone());
                         for p in &f.ports {
                             if let Some(public) = p.public_port {
                                 ports.insert((service.clone(), p.private_port), public);
@@ -306,15 +345,23 @@ impl Published {
                         }
                     }
                 }
+                running = Some(names);
             }
         }
-        Self(ports)
+        Self { ports, running }
+    }
+
+    /// Whether the engine said `service` has no running container.
+    fn not_running(&self, service: &str) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|running| !running.contains(service))
     }
 
     /// The host port for `container_port` of `service`: the running
     /// container's, else what the compose file publishes.
     fn port(&self, project: &Project, service: &str, container_port: u16) -> Option<u16> {
-        self.0
+        self.ports
             .get(&(service.to_string(), container_port))
             .copied()
             .or_else(|| {

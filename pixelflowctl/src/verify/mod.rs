@@ -44,6 +44,9 @@ pub struct Options {
     /// How long Jaeger may take to hold the flow's whole trace.
     pub trace_timeout: Duration,
     pub junit: Option<PathBuf>,
+    /// By component: what its failing rows add (how to leave out a
+    /// component the stack does not run).
+    pub hints: BTreeMap<String, String>,
 }
 
 /// What the flow left for the trace check.
@@ -189,8 +192,12 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let bar = printer.spinner("scraping".into());
-    let before = scrape_all(&http, &urls).await?;
     let mut checks = Vec::new();
+    if let (true, Component::Check(url)) = (options.flow, &options.prometheus) {
+        bar.set_message("waiting for Prometheus to scrape every target once before the flow");
+        checks.extend(prometheus::scraped_before_flow(&http, url, &options.promised).await);
+    }
+    let before = scrape_all(&http, &urls).await?;
     let mut flow_trace = FlowTrace::NotRun;
     let after = if options.flow {
         let targets = flow::Targets::from_urls(&urls)?;
@@ -323,6 +330,11 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
         (other, _) => checks.extend(other.rows("jaeger")),
     }
     bar.finish_and_clear();
+    for check in &mut checks {
+        if let (Outcome::Fail, Some(hint)) = (check.outcome, options.hints.get(&check.service)) {
+            check.actual = format!("{}; {hint}", check.actual);
+        }
+    }
 
     if let Some(path) = &options.junit {
         std::fs::write(path, report::junit(&checks))

@@ -90,6 +90,106 @@ pub async fn query(
         .unwrap_or_default())
 }
 
+/// Prometheus's scrape targets (`/api/v1/targets`, the active ones).
+async fn active_targets(http: &reqwest::Client, targets_url: &str) -> Result<Vec<Value>, String> {
+    Ok(get_json(http, targets_url).await?["data"]["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// Whether some target has not been scraped yet: Prometheus calls a target
+/// "unknown" until its first scrape.
+fn unscraped(targets: &[Value]) -> bool {
+    targets.is_empty() || targets.iter().any(|t| t["health"] == "unknown")
+}
+
+/// Waits until Prometheus has scraped every target once: at most one
+/// scrape interval and a margin. Run before the flow: a dashboard's
+/// `rate()` sees the flow only between a sample from before it and one
+/// from after. On a stack that just came up, Prometheus's first scrape may
+/// come after the flow; the flow's increase is then in the series' first
+/// sample, which no rate counts, and the panels stay empty until the next
+/// traffic.
+///
+/// The row saying whether every target was scraped; when not, it says why
+/// the dashboards cannot show the flow. A Prometheus that does not answer
+/// gives no row here: the checks after the flow report it.
+pub async fn scraped_before_flow(
+    http: &reqwest::Client,
+    prometheus: &str,
+    promised: &Promised,
+) -> Option<Check> {
+    let interval = duration(&promised.scrape_interval).unwrap_or(Duration::from_secs(60));
+    let within = interval + Duration::from_secs(5);
+    let targets_url = format!("{prometheus}/api/v1/targets");
+    let started = Instant::now();
+    loop {
+        let targets = active_targets(http, &targets_url).await.ok()?;
+        let row = |actual: String, passed: bool| {
+            Some(Check::new(
+                COMPONENT,
+                "every target scraped before the flow",
+                format!("a first scrape within {within:?}"),
+                actual,
+                passed,
+            ))
+        };
+        if !unscraped(&targets) {
+            return row(format!("{} targets scraped", targets.len()), true);
+        }
+        if started.elapsed() > within {
+            let waiting: Vec<&str> = targets
+                .iter()
+                .filter(|t| t["health"] == "unknown")
+                .filter_map(|t| t["labels"]["job"].as_str())
+                .collect();
+            return row(
+                if waiting.is_empty() {
+                    "no scrape targets".to_string()
+                } else {
+                    format!("not scraped yet: {}", waiting.join(", "))
+                },
+                false,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// A Prometheus duration (`15s`, `1m`, `1m30s`, `500ms`); `None` when it
+/// is not one.
+fn duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let amount: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let step = match &rest[..unit] {
+            "ms" => Duration::from_millis(amount),
+            "s" => Duration::from_secs(amount),
+            "m" => Duration::from_secs(amount.checked_mul(60)?),
+            "h" => Duration::from_secs(amount.checked_mul(3600)?),
+            "d" => Duration::from_secs(amount.checked_mul(86_400)?),
+            "w" => Duration::from_secs(amount.checked_mul(604_800)?),
+            "y" => Duration::from_secs(amount.checked_mul(31_536_000)?),
+            _ => return None,
+        };
+        total = total.checked_add(step)?;
+        rest = &rest[unit..];
+    }
+    Some(total)
+}
+
 pub async fn checks(
     http: &reqwest::Client,
     prometheus: &str,
@@ -102,11 +202,8 @@ pub async fn checks(
     let started = Instant::now();
     let targets_url = format!("{prometheus}/api/v1/targets");
     let targets = loop {
-        let targets = match get_json(http, &targets_url).await {
-            Ok(t) => t["data"]["activeTargets"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
+        let targets = match active_targets(http, &targets_url).await {
+            Ok(t) => t,
             Err(e) => {
                 return vec![Check::new(
                     COMPONENT,
@@ -117,8 +214,7 @@ pub async fn checks(
                 )]
             }
         };
-        let pending = targets.is_empty() || targets.iter().any(|t| t["health"] == "unknown");
-        if !pending || started.elapsed() > wait {
+        if !unscraped(&targets) || started.elapsed() > wait {
             break targets;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -246,4 +342,20 @@ async fn configuration_checks(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_durations_are_read_as_prometheus_writes_them() {
+        assert_eq!(duration("15s"), Some(Duration::from_secs(15)));
+        assert_eq!(duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(duration("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "15", "s", "15 s", "1.5m", "15sec", "-1s"] {
+            assert_eq!(duration(bad), None, "{bad:?}");
+        }
+    }
 }
