@@ -18,15 +18,17 @@ use futures::{Stream, StreamExt};
 
 /// What went wrong talking to the engine. The bollard error is kept, so
 /// callers decide on its typed status (404, 409…) rather than on Docker's
-/// English; the message shown is the engine's own text.
+/// English; the message shown is the engine's own text. bollard's error is
+/// kept but not chained as the source: its text is already in the message,
+/// and `{:#}` would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("Docker is not reachable ({}). Start the engine (`dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it.", describe(.source))]
-    Unreachable { source: bollard::errors::Error },
-    #[error("{operation}: {}", describe(.source))]
+    #[error("Docker is not reachable ({}). Start the engine (`dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it.", describe(.error))]
+    Unreachable { error: bollard::errors::Error },
+    #[error("{operation}: {}", describe(.error))]
     Failed {
         operation: String,
-        source: bollard::errors::Error,
+        error: bollard::errors::Error,
     },
     /// A build step failed: the engine's error and the build's last lines.
     #[error("{operation}: {message}\n--- last build output ---\n{}", .last_lines.join("\n"))]
@@ -51,10 +53,10 @@ pub fn describe(e: &bollard::errors::Error) -> String {
 }
 
 impl DockerError {
-    fn failed(operation: impl Into<String>, source: bollard::errors::Error) -> Self {
+    fn failed(operation: impl Into<String>, error: bollard::errors::Error) -> Self {
         Self::Failed {
             operation: operation.into(),
-            source,
+            error,
         }
     }
 
@@ -62,7 +64,7 @@ impl DockerError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Failed {
-                source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
+                error: bollard::errors::Error::DockerResponseServerError { status_code, .. },
                 ..
             } => Some(*status_code),
             _ => None,
@@ -129,7 +131,7 @@ impl Engine {
     /// Connects (DOCKER_HOST or the local socket) and agrees on an API
     /// version the engine speaks (Docker 20.10 speaks 1.41).
     pub async fn connect() -> Result<Self> {
-        let unreachable = |source| DockerError::Unreachable { source };
+        let unreachable = |error| DockerError::Unreachable { error };
         let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;

@@ -113,14 +113,58 @@ pub async fn ensure(
     };
     let (pulls, builds) = futures::join!(pulls, builds);
     let mut ids = HashMap::new();
-    for (name, result) in pulled
-        .into_iter()
-        .zip(pulls)
-        .chain(built.into_iter().zip(builds))
-    {
+    let mut unpulled = Vec::new();
+    for (name, result) in pulled.into_iter().zip(pulls) {
+        match result {
+            Ok(id) => {
+                ids.insert(name.clone(), id);
+            }
+            Err(e) => unpulled.push((name.clone(), e)),
+        }
+    }
+    if !unpulled.is_empty() {
+        anyhow::bail!(cannot_pull(project, services, &unpulled));
+    }
+    for (name, result) in built.into_iter().zip(builds) {
         ids.insert(name.clone(), result?);
     }
     Ok(ids)
+}
+
+/// Every image that could not be pulled, at once, and the way on without
+/// a registry: the stand-ins, or leaving the services out (with what
+/// depends on them).
+fn cannot_pull(
+    project: &Project,
+    services: &[String],
+    unpulled: &[(String, anyhow::Error)],
+) -> String {
+    let names: Vec<String> = unpulled.iter().map(|(name, _)| name.clone()).collect();
+    let mut text = format!("cannot pull the image of {}:", names.join(", "));
+    for (name, e) in unpulled {
+        text.push_str(&format!("\n  {name}: {e:#}"));
+    }
+    let (_, left_out) = project.without(services, &names);
+    let dependents: Vec<&String> = left_out.iter().filter(|s| !names.contains(s)).collect();
+    let without: Vec<String> = names.iter().map(|n| format!("--without {n}")).collect();
+    text.push_str(&format!(
+        "\nWithout registry access: compose/standins/build tags local stand-ins under the official names of the images it can make (PostgreSQL, Kafka, Prometheus, Alertmanager, and Debian and Rust for the builds); `up {}` leaves the others out",
+        without.join(" ")
+    ));
+    if let Some((last, first)) = dependents.split_last() {
+        text.push_str(&match first {
+            [] => format!(" (and {last}, which depends on them)"),
+            _ => format!(
+                " (and {}, {last}, which depend on them)",
+                first
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    text
 }
 
 async fn ensure_pulled(
@@ -136,9 +180,7 @@ async fn ensure_pulled(
     let progress = PullProgress::new(printer, name);
     let result = engine.pull(&image, |event| progress.update(event)).await;
     progress.finish();
-    result.with_context(|| {
-        format!("cannot pull {image} for {name}; on a machine without registry access, build stand-ins under the official names with compose/standins/build")
-    })?;
+    result?;
     printer.status(format!("{name}: pulled {image}"));
     engine
         .image_id(&image)

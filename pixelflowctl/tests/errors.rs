@@ -93,6 +93,50 @@ async fn a_taken_host_port_is_named_with_its_service() {
     drop(listener);
 }
 
+#[tokio::test]
+async fn images_that_cannot_be_pulled_are_named_together_with_the_way_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  \
+           tracer:\n    image: pixelflow-test/no-such-image:tracer\n  \
+           board:\n    image: pixelflow-test/no-such-image:board\n  \
+           app:\n    image: debian:bookworm-slim\n    command: [sleep, infinity]\n    depends_on: [tracer]\n",
+    )
+    .expect("write");
+    let output = pixelflowctl(&["--file", file.to_str().expect("utf-8"), "up"])
+        .env(
+            "COMPOSE_PROJECT_NAME",
+            format!("pfpull{}", std::process::id()),
+        )
+        .output()
+        .await
+        .expect("runs");
+    let stderr = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot pull the image of tracer, board")
+            || stderr.contains("cannot pull the image of board, tracer"),
+        "both, in one message: {stderr}"
+    );
+    assert!(
+        stderr.contains("pull pixelflow-test/no-such-image:tracer")
+            && stderr.contains("pull pixelflow-test/no-such-image:board"),
+        "each with its image: {stderr}"
+    );
+    assert!(stderr.contains("compose/standins/build"), "{stderr}");
+    assert!(
+        stderr.contains("`up --without tracer --without board` leaves the others out (and app, which depends on them)")
+            || stderr.contains("`up --without board --without tracer` leaves the others out (and app, which depends on them)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("Docker responded with status code"),
+        "each engine error once, not repeated through its source: {stderr}"
+    );
+}
+
 /// Runs `up` on a one-service compose file in a project of its own, then
 /// takes it down; returns the exit code, stderr and how long `up` took.
 async fn up_alone(service: &str, prefix: &str) -> (Option<i32>, String, std::time::Duration) {
