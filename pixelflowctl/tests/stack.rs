@@ -399,6 +399,23 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
         "JSON lines are rendered, not raw:\n{logs}"
     );
 
+    // The level filter reads each component's own format: Prometheus'
+    // logfmt info lines go, auth's warning about the published secret stays.
+    let warnings = stack.run(&["logs", "--level", "warn"]).await;
+    let warnings = String::from_utf8_lossy(&warnings.stdout).to_string();
+    assert!(
+        warnings
+            .lines()
+            .any(|l| l.starts_with("auth") && l.contains(" WARN ") && l.contains("JWT_SECRET")),
+        "{warnings}"
+    );
+    assert!(
+        !warnings
+            .lines()
+            .any(|l| l.contains("level=info") || l.contains(" INFO ") || l.contains(" LOG: ")),
+        "info lines left out:\n{warnings}"
+    );
+
     // Follow the worker's log across its restart; restart it while it
     // processes a large image: it finishes the task before it stops.
     let mut follower = stack

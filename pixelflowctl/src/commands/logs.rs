@@ -29,7 +29,10 @@ pub struct Args {
     /// Only lines since then: 10m, 2h, an RFC 3339 time, unix seconds.
     #[arg(long, value_parser = since_arg)]
     pub since: Option<i64>,
-    /// Only lines at this level or above (non-JSON lines always show).
+    /// Only lines at this level or above. The level is read as each
+    /// component writes it (JSON `level`, logfmt `level=`, PostgreSQL's
+    /// `LOG:`/`ERROR:`, Kafka's and tansu's level word); a line that says
+    /// none (a continuation, a banner) always shows.
     #[arg(long, value_enum)]
     pub level: Option<Level>,
     /// Lines exactly as written, without prefix or rendering (for jq).
