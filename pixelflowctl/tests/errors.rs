@@ -137,6 +137,56 @@ async fn images_that_cannot_be_pulled_are_named_together_with_the_way_on() {
     );
 }
 
+#[tokio::test]
+async fn commands_on_a_stack_that_is_not_up_say_to_bring_it_up() {
+    let project = format!("pfnotup{}", std::process::id());
+    // Ports nothing listens on: whatever else runs here, these are not it.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port().to_string())
+            .expect("a free port")
+    };
+    let (auth, api, worker) = (free(), free(), free());
+    let run = |args: &'static [&'static str]| {
+        let mut command = pixelflowctl(args);
+        command
+            .env("COMPOSE_PROJECT_NAME", &project)
+            .env("AUTH_PORT", &auth)
+            .env("API_PORT", &api)
+            .env("WORKER_PORT", &worker);
+        command
+    };
+    for (args, code) in [(&["verify", "--no-flow"][..], 2), (&["metrics"][..], 2)] {
+        let output = run(args).output().await.expect("runs");
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(&format!(
+                "container is running in project {project}: bring the stack up first (pixelflowctl up)"
+            )),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = run(&["logs", "api", "worker"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "api, worker have no container in project {project}: bring them up first (pixelflowctl up api worker)"
+        )),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// Runs `up` on a one-service compose file in a project of its own, then
 /// takes it down; returns the exit code, stderr and how long `up` took.
 async fn up_alone(service: &str, prefix: &str) -> (Option<i32>, String, std::time::Duration) {

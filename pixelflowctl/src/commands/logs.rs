@@ -134,12 +134,27 @@ pub async fn run(
             );
         }
     }
+    let missing: Vec<&str> = services
+        .iter()
+        .filter(|s| !containers.contains_key(*s))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{} {} no container in project {}: bring {} up first (pixelflowctl up {})",
+            missing.join(", "),
+            if missing.len() == 1 { "has" } else { "have" },
+            project.name,
+            if missing.len() == 1 { "it" } else { "them" },
+            missing.join(" ")
+        );
+    }
     let width = services.iter().map(String::len).max().unwrap_or(0);
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     for (index, service) in services.iter().enumerate() {
         let (engine, tx) = (engine.clone(), tx.clone());
-        // Named with no container: the engine's "no such container" comes
-        // back as this service's failure below.
+        // A container removed since the listing: the engine's "no such
+        // container" comes back as this service's failure below.
         let container = containers
             .remove(service)
             .and_then(|list| list.into_iter().next())

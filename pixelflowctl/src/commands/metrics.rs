@@ -1,6 +1,7 @@
 //! `pixelflowctl metrics`: the services' current series and values, the
 //! typed replacement for `curl …/metrics | grep`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, CellAlignment, Table};
@@ -32,6 +33,7 @@ pub struct Args {
 
 pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let spec = spec::Spec::parse(spec::EMBEDDED).map_err(CouldNotRun)?;
+    let mut hints = BTreeMap::new();
     let mut urls = if args.target.is_empty() {
         let project = project(file)?.ok_or_else(|| {
             CouldNotRun(
@@ -39,9 +41,9 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             )
         })?;
         let engine = Engine::connect().await.ok();
-        Published::find(engine.as_ref(), &project)
-            .await
-            .targets(&project, &spec)?
+        let published = Published::find(engine.as_ref(), &project).await;
+        hints = published.scrape_hints(&project, &spec);
+        published.targets(&project, &spec)?
     } else {
         args.target.into_iter().collect()
     };
@@ -54,7 +56,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
         }
         urls.retain(|s, _| s == service);
     }
-    let rows = verify::series(&urls, args.pattern.as_deref()).await?;
+    let rows = verify::series(&urls, args.pattern.as_deref(), &hints).await?;
     if printer.output == Output::Json {
         printer.out(serde_json::to_string_pretty(&rows)?);
         return Ok(ExitStatus::Success);

@@ -192,7 +192,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             .unwrap_or_else(|| component("jaeger", 16686, &args.jaeger));
         // A component whose container is not running fails like any other
         // that does not answer; its rows say how to leave it out.
-        let mut hints = BTreeMap::new();
+        let mut hints = published.scrape_hints(project, &parsed);
         for (service, given) in [
             ("prometheus", &args.prometheus),
             ("grafana", &args.grafana),
@@ -356,6 +356,28 @@ impl Published {
         self.running
             .as_ref()
             .is_some_and(|running| !running.contains(service))
+    }
+
+    /// For each of the spec's services without a running container, what
+    /// its failed scrape adds: bring the stack up.
+    pub(crate) fn scrape_hints(
+        &self,
+        project: &Project,
+        spec: &spec::Spec,
+    ) -> BTreeMap<String, String> {
+        spec.services
+            .keys()
+            .filter(|service| self.not_running(service))
+            .map(|service| {
+                (
+                    service.clone(),
+                    format!(
+                        "no {service} container is running in project {}: bring the stack up first (pixelflowctl up)",
+                        project.name
+                    ),
+                )
+            })
+            .collect()
     }
 
     /// The host port for `container_port` of `service`: the running

@@ -44,8 +44,9 @@ pub struct Options {
     /// How long Jaeger may take to hold the flow's whole trace.
     pub trace_timeout: Duration,
     pub junit: Option<PathBuf>,
-    /// By component: what its failing rows add (how to leave out a
-    /// component the stack does not run).
+    /// By component or service, what to do about its container that is
+    /// not running: added to a component's failing rows (how to leave it
+    /// out) and to a service's failed scrape (bring the stack up).
     pub hints: BTreeMap<String, String>,
 }
 
@@ -91,15 +92,23 @@ pub fn parse_target(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("--target {text:?}: expected SERVICE=http://host:port/metrics"))
 }
 
-/// Scrapes every service at once.
+/// Scrapes every service at once. A failure adds the service's hint, if
+/// `hints` has one (its container is not running).
 async fn scrape_all(
     http: &reqwest::Client,
     urls: &BTreeMap<String, String>,
+    hints: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Exposition>, CouldNotRun> {
     let scrapes = futures::future::join_all(urls.iter().map(|(service, url)| async move {
         let text = async { http.get(url).send().await?.error_for_status()?.text().await }
             .await
-            .map_err(|e| CouldNotRun(format!("cannot scrape {service} at {url}: {e}")))?;
+            .map_err(|e| {
+                let hint = hints
+                    .get(service)
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+                CouldNotRun(format!("cannot scrape {service} at {url}: {e}{hint}"))
+            })?;
         Ok::<_, CouldNotRun>((service.clone(), Exposition::parse(&text)))
     }))
     .await;
@@ -121,12 +130,13 @@ pub struct SeriesValue {
 pub async fn series(
     urls: &BTreeMap<String, String>,
     pattern: Option<&str>,
+    hints: &BTreeMap<String, String>,
 ) -> Result<Vec<SeriesValue>, CouldNotRun> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| CouldNotRun(e.to_string()))?;
-    let scrapes = scrape_all(&http, urls).await?;
+    let scrapes = scrape_all(&http, urls, hints).await?;
     let mut out = Vec::new();
     for (service, exposition) in scrapes {
         for (name, family) in &exposition.families {
@@ -197,7 +207,7 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
         bar.set_message("waiting for Prometheus to scrape every target once before the flow");
         checks.extend(prometheus::scraped_before_flow(&http, url, &options.promised).await);
     }
-    let before = scrape_all(&http, &urls).await?;
+    let before = scrape_all(&http, &urls, &options.hints).await?;
     let mut flow_trace = FlowTrace::NotRun;
     let after = if options.flow {
         let targets = flow::Targets::from_urls(&urls)?;
@@ -213,7 +223,7 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
                 bar.set_message("waiting for the worker's counters");
                 let started = Instant::now();
                 let after = loop {
-                    let after = scrape_all(&http, &urls).await?;
+                    let after = scrape_all(&http, &urls, &options.hints).await?;
                     let moved = |e: &BTreeMap<String, Exposition>| {
                         e.get("worker")
                             .and_then(|w| {
@@ -252,7 +262,7 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
                     format!("{e:#}"),
                     false,
                 ));
-                scrape_all(&http, &urls).await?
+                scrape_all(&http, &urls, &options.hints).await?
             }
         }
     } else {
@@ -331,6 +341,11 @@ pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
     }
     bar.finish_and_clear();
     for check in &mut checks {
+        // A service's rows come from a scrape that worked: its hint is not
+        // theirs.
+        if spec.services.contains_key(&check.service) {
+            continue;
+        }
         if let (Outcome::Fail, Some(hint)) = (check.outcome, options.hints.get(&check.service)) {
             check.actual = format!("{}; {hint}", check.actual);
         }
