@@ -10,8 +10,8 @@ use crate::printer::Output;
 /// Runs the PixelFlow stack through the Docker Engine API: bring it up, see
 /// what it logs, restart a piece, take it down.
 ///
-/// Exit codes: 0 success, 1 failure, 2 usage error, 3 Docker not
-/// reachable, 4 the compose file is invalid.
+/// Exit codes: 0 success, 1 failure, 2 usage error (or verify could not
+/// run), 3 Docker not reachable, 4 the compose file is invalid.
 #[derive(Debug, Parser)]
 #[command(name = "pixelflowctl", version)]
 pub struct Cli {

@@ -23,6 +23,9 @@ use crate::{stack, ExitStatus};
 /// exactly what it did, then checks Prometheus, the dashboards' queries,
 /// Grafana, and that Jaeger holds the flow's trace (by the id api answered
 /// the upload with) with spans from api, auth and worker in one tree.
+/// Before the flow, it waits (at most one scrape interval) until
+/// Prometheus has scraped every target once: the dashboards' rates see the
+/// flow only against a sample from before it.
 ///
 /// On the Docker stack (the default), every component the compose file
 /// declares is checked at the port its container publishes; one that does
