@@ -20,7 +20,10 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct AuthClient {
     http: reqwest::Client,
-    base_url: String,
+    /// auth's `/validate` and `/health`, parsed once rather than on every
+    /// request.
+    validate: reqwest::Url,
+    health: reqwest::Url,
 }
 
 #[derive(Deserialize)]
@@ -34,10 +37,15 @@ struct ErrorBody {
 }
 
 impl AuthClient {
-    pub fn new(base_url: &str, timeout: Duration) -> reqwest::Result<Self> {
+    pub fn new(base_url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let url = |path: &str| {
+            let url = format!("{}{path}", base_url.trim_end_matches('/'));
+            reqwest::Url::parse(&url).map_err(|e| anyhow::anyhow!("auth's URL {url}: {e}"))
+        };
         Ok(Self {
             http: reqwest::Client::builder().timeout(timeout).build()?,
-            base_url: base_url.to_string(),
+            validate: url("/validate")?,
+            health: url("/health")?,
         })
     }
 
@@ -52,7 +60,7 @@ impl AuthClient {
         );
         let mut request = self
             .http
-            .get(format!("{}/validate", self.base_url))
+            .get(self.validate.clone())
             .header(reqwest::header::AUTHORIZATION, authorization.as_bytes());
         if let Some(traceparent) = span.traceparent() {
             request = request.header(
@@ -91,7 +99,7 @@ impl AuthClient {
     pub async fn probe(&self) -> Result<(), String> {
         let response = self
             .http
-            .get(format!("{}/health", self.base_url))
+            .get(self.health.clone())
             .send()
             .await
             .map_err(|e| without_url(&e))?;

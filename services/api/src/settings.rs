@@ -76,7 +76,11 @@ impl Settings {
                 positive,
             )?),
             auth_service_url: env
-                .or("AUTH_SERVICE_URL", "http://localhost:50051".to_string())?
+                .checked(
+                    "AUTH_SERVICE_URL",
+                    "http://localhost:50051".to_string(),
+                    |url: &String| http_url(url),
+                )?
                 .trim_end_matches('/')
                 .to_string(),
             auth_timeout: millis("AUTH_TIMEOUT_MS", 3000)?,
@@ -91,6 +95,15 @@ impl Settings {
     }
 }
 
+/// An http(s) URL with a host, for `checked`: anything else would fail
+/// every authenticated request, not the start.
+fn http_url(value: &str) -> Result<(), String> {
+    match reqwest::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(()),
+        _ => Err("expected an http(s) URL such as http://auth:50051".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +115,18 @@ mod tests {
         assert_eq!(s.kafka.topic, "image-tasks");
         assert_eq!(s.kafka.partitions, 3);
         assert_eq!(s.max_upload_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn an_auth_url_that_is_not_an_http_url_is_refused_by_name() {
+        for bad in ["localhost:50051", "auth:50051", "ftp://auth", "http://"] {
+            let env = Env::pairs(&[("AUTH_SERVICE_URL", bad)]);
+            let err = Settings::from_env(&env).expect_err(bad);
+            assert!(err.to_string().contains("AUTH_SERVICE_URL"), "{err}");
+        }
+        let env = Env::pairs(&[("AUTH_SERVICE_URL", "https://auth.example:8443/")]);
+        let s = Settings::from_env(&env).expect("an https URL");
+        assert_eq!(s.auth_service_url, "https://auth.example:8443");
     }
 
     #[test]
