@@ -145,24 +145,20 @@ fn cannot_pull(
         text.push_str(&format!("\n  {name}: {e:#}"));
     }
     let (_, left_out) = project.without(services, &names);
-    let dependents: Vec<&String> = left_out.iter().filter(|s| !names.contains(s)).collect();
+    let dependents: Vec<&str> = left_out
+        .iter()
+        .filter(|s| !names.contains(s))
+        .map(String::as_str)
+        .collect();
     let without: Vec<String> = names.iter().map(|n| format!("--without {n}")).collect();
     text.push_str(&format!(
         "\nWithout registry access: compose/standins/build tags local stand-ins under the official names of the images it can make (PostgreSQL, Kafka, Prometheus, Alertmanager, and Debian and Rust for the builds); `up {}` leaves the others out",
         without.join(" ")
     ));
-    if let Some((last, first)) = dependents.split_last() {
-        text.push_str(&match first {
-            [] => format!(" (and {last}, which depends on them)"),
-            _ => format!(
-                " (and {}, {last}, which depend on them)",
-                first
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
+    match dependents.as_slice() {
+        [] => {}
+        [one] => text.push_str(&format!(" (and {one}, which depends on them)")),
+        many => text.push_str(&format!(" (and {}, which depend on them)", many.join(", "))),
     }
     text
 }
