@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use futures::StreamExt;
 
-use crate::compose::model::{duration_ns, Words};
+use crate::compose::model::{duration, Words};
 use crate::compose::Service;
 use crate::docker::Engine;
 
@@ -168,9 +168,8 @@ impl Probe {
         let timeout = check
             .timeout
             .as_deref()
-            .and_then(|t| duration_ns(t).ok())
-            .and_then(|ns| u64::try_from(ns).ok())
-            .map_or(Duration::from_secs(30), Duration::from_nanos);
+            .and_then(duration)
+            .unwrap_or(Duration::from_secs(30));
         (!argv.is_empty()).then_some(Self { argv, timeout })
     }
 

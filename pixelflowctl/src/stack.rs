@@ -11,7 +11,7 @@ use bollard::models::{
     EndpointSettings, HealthConfig, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use crate::compose::model::{duration_ns, Words};
+use crate::compose::model::{duration, duration_ns, Words};
 use crate::compose::{PortMapping, Project, Service};
 use crate::docker::Engine;
 
@@ -114,9 +114,8 @@ pub fn grace_period(service: &Service) -> Duration {
     service
         .stop_grace_period
         .as_deref()
-        .and_then(|d| duration_ns(d).ok())
-        .and_then(|ns| u64::try_from(ns).ok())
-        .map_or(Duration::from_secs(10), Duration::from_nanos)
+        .and_then(duration)
+        .unwrap_or(Duration::from_secs(10))
 }
 
 pub fn network_name(project: &str, network: &str) -> String {

@@ -246,6 +246,13 @@ fn depends_on<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Condit
     })
 }
 
+/// A compose duration as a `Duration`; `None` when it is not one (or is
+/// negative).
+pub fn duration(text: &str) -> Option<std::time::Duration> {
+    let ns = u64::try_from(duration_ns(text).ok()?).ok()?;
+    Some(std::time::Duration::from_nanos(ns))
+}
+
 /// A compose duration (`1m30s`, `2s`, `500ms`, `1h`) in nanoseconds.
 pub fn duration_ns(text: &str) -> Result<i64, String> {
     let mut total: f64 = 0.0;

@@ -120,7 +120,9 @@ pub async fn scraped_before_flow(
     prometheus: &str,
     promised: &Promised,
 ) -> Option<Check> {
-    let interval = duration(&promised.scrape_interval).unwrap_or(Duration::from_secs(60));
+    // Prometheus writes durations as compose does (`15s`, `1m30s`).
+    let interval = crate::compose::model::duration(&promised.scrape_interval)
+        .unwrap_or(Duration::from_secs(60));
     let within = interval + Duration::from_secs(5);
     let targets_url = format!("{prometheus}/api/v1/targets");
     let started = Instant::now();
@@ -155,39 +157,6 @@ pub async fn scraped_before_flow(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// A Prometheus duration (`15s`, `1m`, `1m30s`, `500ms`); `None` when it
-/// is not one.
-fn duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let amount: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let step = match &rest[..unit] {
-            "ms" => Duration::from_millis(amount),
-            "s" => Duration::from_secs(amount),
-            "m" => Duration::from_secs(amount.checked_mul(60)?),
-            "h" => Duration::from_secs(amount.checked_mul(3600)?),
-            "d" => Duration::from_secs(amount.checked_mul(86_400)?),
-            "w" => Duration::from_secs(amount.checked_mul(604_800)?),
-            "y" => Duration::from_secs(amount.checked_mul(31_536_000)?),
-            _ => return None,
-        };
-        total = total.checked_add(step)?;
-        rest = &rest[unit..];
-    }
-    Some(total)
 }
 
 pub async fn checks(
@@ -342,20 +311,4 @@ async fn configuration_checks(
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_durations_are_read_as_prometheus_writes_them() {
-        assert_eq!(duration("15s"), Some(Duration::from_secs(15)));
-        assert_eq!(duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(duration("2h"), Some(Duration::from_secs(7200)));
-        for bad in ["", "15", "s", "15 s", "1.5m", "15sec", "-1s"] {
-            assert_eq!(duration(bad), None, "{bad:?}");
-        }
-    }
 }
