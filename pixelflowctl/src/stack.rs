@@ -282,9 +282,13 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
     }
 }
 
-/// `http://localhost:<port>` for services with a published port whose
-/// healthcheck speaks HTTP (so not PostgreSQL or Kafka).
-pub fn urls(service: &Service) -> Vec<String> {
+/// `http://localhost:<port>` for each port a running container of
+/// `service` publishes, when its healthcheck speaks HTTP (so not PostgreSQL
+/// or Kafka). The port is the one the engine published, which is where the
+/// service is even when the compose file's mapping changed since (a moved
+/// `API_PORT` not yet applied by `up`); a service without a running
+/// container has no URL, as nothing answers there.
+pub fn urls(service: &Service, published: &[bollard::models::Port]) -> Vec<String> {
     let http = service
         .healthcheck
         .as_ref()
@@ -297,7 +301,15 @@ pub fn urls(service: &Service) -> Vec<String> {
         .ports
         .iter()
         .filter_map(|p| PortMapping::parse(p).ok())
-        .filter_map(|p| p.host_port)
-        .map(|p| format!("http://localhost:{p}"))
+        .filter(|p| p.host_port.is_some())
+        .filter_map(|p| {
+            published
+                .iter()
+                .find(|q| q.private_port == p.container_port && q.public_port.is_some())
+                .and_then(|q| q.public_port)
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|port| format!("http://localhost:{port}"))
         .collect()
 }

@@ -67,7 +67,7 @@ async fn an_unknown_service_lists_the_valid_ones() {
 }
 
 #[tokio::test]
-async fn a_taken_host_port_is_named_with_its_service() {
+async fn a_taken_host_port_is_named_with_its_service_and_the_variable_that_moves_it() {
     let listener = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
     let port = listener.local_addr().expect("addr").port().to_string();
     let project = format!("pfport{}", std::process::id());
@@ -88,6 +88,11 @@ async fn a_taken_host_port_is_named_with_its_service() {
         message.contains(&format!(
             "host port {port} for service postgres is already in use"
         )),
+        "{message}"
+    );
+    // The way on names the variable the compose file reads the port from.
+    assert!(
+        message.contains("move it with POSTGRES_PORT (for example POSTGRES_PORT="),
         "{message}"
     );
     drop(listener);

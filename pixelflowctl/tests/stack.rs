@@ -386,6 +386,33 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
             "{row}"
         );
     }
+    // A URL is where a running container answers: api's is its published
+    // port; services left out have none, where they would be.
+    let row = |service: &str| {
+        rows.as_array()
+            .and_then(|rows| rows.iter().find(|r| r["service"] == service))
+            .cloned()
+            .unwrap_or_else(|| panic!("a row for {service}"))
+    };
+    let api = row("api");
+    let published = api["ports"][0]
+        .as_str()
+        .and_then(|p| p.split_once("->"))
+        .map(|(host, _)| host.to_string())
+        .expect("api publishes a port");
+    assert_eq!(
+        api["urls"],
+        serde_json::json!([format!("http://localhost:{published}")]),
+        "{api}"
+    );
+    for left_out in ["grafana", "jaeger"] {
+        let row = row(left_out);
+        assert_eq!(
+            (row["state"].as_str(), row["urls"].as_array().map(Vec::len)),
+            (Some("not created"), Some(0)),
+            "{row}"
+        );
+    }
 
     let logs = stack.run(&["logs", "api", "--tail", "20"]).await;
     let logs = String::from_utf8_lossy(&logs.stdout).to_string();

@@ -50,6 +50,10 @@ pub async fn rows(
                     && health::passes_own_check(engine, &project.services[service], name).await;
                 let health = if checked_now {
                     "healthy".to_string()
+                } else if matches!(s.status.as_str(), "exited" | "dead" | "created") {
+                    // The engine keeps the last verdict of a stopped
+                    // container ("unhealthy"): it says nothing now.
+                    String::new()
                 } else {
                     s.health
                 };
@@ -57,9 +61,12 @@ pub async fn rows(
             }
             None => ("not created".to_string(), String::new()),
         };
-        let ports = found
+        let published = found
+            .filter(|_| state == "running")
             .map(|f| f.ports)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let urls = stack::urls(&project.services[service], &published);
+        let ports = published
             .into_iter()
             .filter_map(|p| Some(format!("{}->{}", p.public_port?, p.private_port)))
             .collect::<std::collections::BTreeSet<_>>()
@@ -71,7 +78,7 @@ pub async fn rows(
             state,
             health,
             ports,
-            urls: stack::urls(&project.services[service]),
+            urls,
         });
     }
     Ok(rows)

@@ -248,6 +248,47 @@ async fn create_and_start(
     start(engine, project, name, container).await
 }
 
+/// A host port near `taken` that nothing holds now, to suggest: 10000
+/// above it when that is a port, else the next ones up.
+fn free_port_near(taken: u16) -> Option<u16> {
+    let above = taken.checked_add(10_000).into_iter();
+    above
+        .chain((1..100).filter_map(|step| taken.checked_add(step)))
+        .find(|&port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
+}
+
+/// The variables that set `service`'s port mappings number `indices` in
+/// the compose `file` (`"${API_PORT:-8080}:8080"` reads `API_PORT`): the
+/// way to move a taken port without editing the file. Read from the file
+/// as written, with compose's own interpolation telling which names a
+/// mapping reads; none when the file cannot be read again.
+fn port_variables(file: &std::path::Path, service: &str, indices: &[usize]) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        return Vec::new();
+    };
+    let mappings = doc
+        .get("services")
+        .and_then(|services| services.get(service))
+        .and_then(|service| service.get("ports"))
+        .and_then(|ports| ports.as_sequence())
+        .cloned()
+        .unwrap_or_default();
+    let names = std::cell::RefCell::new(Vec::<String>::new());
+    for mapping in indices.iter().filter_map(|&i| mappings.get(i)?.as_str()) {
+        let _ = crate::compose::interpolate(mapping, &|name| {
+            let mut names = names.borrow_mut();
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+            None
+        });
+    }
+    names.into_inner()
+}
+
 async fn start(
     engine: &Engine,
     project: &Project,
@@ -259,23 +300,33 @@ async fn start(
     };
     // Which host port is taken is asked of the host, not read from the
     // engine's English: a port we cannot bind either is the culprit.
-    let taken: Vec<String> = project.services[name]
+    let (taken, indices): (Vec<String>, Vec<usize>) = project.services[name]
         .ports
         .iter()
-        .filter_map(|p| PortMapping::parse(p).ok())
-        .filter_map(|p| {
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, PortMapping::parse(p).ok()?)))
+        .filter_map(|(i, p)| {
             let port = p.host_port?;
             let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");
             std::net::TcpListener::bind((ip, port))
                 .is_err()
-                .then(|| port.to_string())
+                .then(|| (port.to_string(), i))
         })
-        .collect();
+        .unzip();
     if error.status() == Some(500) && !taken.is_empty() {
+        let variables = port_variables(&project.file, name, &indices);
+        let free = taken[0].parse().ok().and_then(free_port_near);
+        let way = match (variables.first(), free) {
+            (Some(variable), Some(free)) => format!(
+                "move it with {} (for example {variable}={free} pixelflowctl up, {free} being free now)",
+                variables.join(" or ")
+            ),
+            (Some(_), None) => format!("move it with {}", variables.join(" or ")),
+            (None, _) => format!("change the port in {}", project.file.display()),
+        };
         return Err(anyhow::Error::new(error).context(format!(
-            "host port {} for service {name} is already in use: stop what holds it, or change the port in {}",
+            "host port {} for service {name} is already in use: stop what holds it, or {way}",
             taken.join(" and "),
-            project.file.display()
         )));
     }
     Err(error).with_context(|| format!("cannot start {name}"))
