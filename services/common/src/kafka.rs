@@ -29,7 +29,11 @@ pub struct KafkaSettings {
 impl KafkaSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
         Ok(Self {
-            brokers: env.or("KAFKA_BROKERS", "localhost:9092".to_string())?,
+            brokers: env.checked(
+                "KAFKA_BROKERS",
+                "localhost:9092".to_string(),
+                |b: &String| broker_list(b),
+            )?,
             topic: env.or("KAFKA_TOPIC", "image-tasks".to_string())?,
             partitions: env.checked("KAFKA_TOPIC_PARTITIONS", 3, positive)?,
         })
@@ -39,6 +43,50 @@ impl KafkaSettings {
     pub async fn ensure_topic(&self, timeout: Duration) -> Result<(), TopicError> {
         ensure_topic(&self.brokers, &self.topic, self.partitions, timeout).await
     }
+}
+
+/// A broker list as librdkafka's `bootstrap.servers` reads it: `host` or
+/// `host:port` (IPv6 in brackets), optionally behind a security protocol
+/// (`PLAINTEXT://`), comma-separated. Anything else (a URL such as
+/// `http://kafka:9092`, an empty entry, a bad port) is refused at start:
+/// librdkafka would take it and retry forever, and the service would run
+/// with a broker that never answers.
+fn broker_list(brokers: &str) -> Result<(), String> {
+    const PROTOCOLS: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+    let expected = "expected comma-separated host:port, such as kafka:9092,kafka-2:9092";
+    for entry in brokers.split(',').map(str::trim) {
+        let address = match entry.split_once("://") {
+            Some((protocol, rest))
+                if PROTOCOLS.contains(&protocol.to_ascii_lowercase().as_str()) =>
+            {
+                rest
+            }
+            Some((protocol, _)) => {
+                return Err(format!(
+                    "{protocol}:// is not a Kafka security protocol; {expected}"
+                ))
+            }
+            None => entry,
+        };
+        let (host, port) = match address.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((host, "")) => (host, None),
+                Some((host, port)) => (host, Some(port.strip_prefix(':').unwrap_or(port))),
+                None => ("", None),
+            },
+            None => match address.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (address, None),
+            },
+        };
+        let host_ok = !host.is_empty()
+            && !host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | '@' | '?' | '#'));
+        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !host_ok || !port_ok {
+            return Err(format!("{entry:?} is not host:port; {expected}"));
+        }
+    }
+    Ok(())
 }
 
 /// The event published to `image-tasks` for every new task, keyed by task id.
@@ -141,5 +189,40 @@ impl BrokerProbe {
             .map_err(|e| e.to_string())?
         };
         Check::run("kafka", timeout, probe).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_list_that_librdkafka_would_retry_forever_is_refused_by_name() {
+        for good in [
+            "localhost:9092",
+            "kafka",
+            "kafka:9092, kafka-2:9093",
+            "PLAINTEXT://kafka:9092",
+            "[::1]:9092",
+            "10.0.0.7:19092",
+        ] {
+            let env = Env::pairs(&[("KAFKA_BROKERS", good)]);
+            let settings = KafkaSettings::from_env(&env).expect(good);
+            assert_eq!(settings.brokers, good);
+        }
+        // (An empty value is unset, as for every setting: the default.)
+        for bad in [
+            "http://kafka:9092",
+            "kafka:notaport",
+            "kafka:0",
+            "kafka:9092,",
+            "kafka:9092/",
+            "kafka 9092",
+            "[::1",
+        ] {
+            let env = Env::pairs(&[("KAFKA_BROKERS", bad)]);
+            let err = KafkaSettings::from_env(&env).expect_err(bad);
+            assert!(err.to_string().contains("KAFKA_BROKERS"), "{bad}: {err}");
+        }
     }
 }
