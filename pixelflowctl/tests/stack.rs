@@ -578,6 +578,34 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     // Faults injected through the Docker API, with exact outcomes.
     faults_on_the_docker_stack(&stack, &user).await;
 
+    // One service down while the rest runs: verify cannot scrape it, and
+    // says which container is not running and how to start only it.
+    let worker = stack.container("worker").await;
+    docker(&["stop", &worker]).await;
+    let without_worker = stack
+        .command(&[
+            "verify",
+            "--no-flow",
+            "--skip",
+            "grafana",
+            "--skip",
+            "jaeger",
+        ])
+        .output()
+        .await
+        .expect("verify runs");
+    docker(&["start", &worker]).await;
+    let said = String::from_utf8_lossy(&without_worker.stderr).to_string();
+    assert_ne!(without_worker.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "no worker container is running in project {}: start it (pixelflowctl up worker)",
+            stack.project
+        )),
+        "{said}"
+    );
+    stack.run(&up_args).await;
+
     // down while the worker processes a task, then up: the task completed
     // (the worker finished it on SIGTERM) and stays so.
     let busy = user.upload(png_plain(7000, 7000)).await;

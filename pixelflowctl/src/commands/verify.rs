@@ -362,20 +362,32 @@ impl Published {
     }
 
     /// For each of the spec's services without a running container, what
-    /// its failed scrape adds: bring the stack up.
+    /// its failed scrape adds: bring the stack up, or only the services
+    /// that are down when the rest of it runs (a plain `up` would also try
+    /// what was left out on purpose).
     pub(crate) fn scrape_hints(
         &self,
         project: &Project,
         spec: &spec::Spec,
     ) -> BTreeMap<String, String> {
-        spec.services
+        let down: Vec<&String> = spec
+            .services
             .keys()
             .filter(|service| self.not_running(service))
+            .collect();
+        let stack_runs = self.running.as_ref().is_some_and(|r| !r.is_empty());
+        let way = if stack_runs {
+            let names: Vec<&str> = down.iter().map(|s| s.as_str()).collect();
+            format!("start it (pixelflowctl up {})", names.join(" "))
+        } else {
+            "bring the stack up first (pixelflowctl up)".to_string()
+        };
+        down.into_iter()
             .map(|service| {
                 (
                     service.clone(),
                     format!(
-                        "no {service} container is running in project {}: bring the stack up first (pixelflowctl up)",
+                        "no {service} container is running in project {}: {way}",
                         project.name
                     ),
                 )
