@@ -196,6 +196,17 @@ async fn a_broken_exporter_fails_with_the_metric_named() {
         targets[2].1 = exporter(text).await;
         let (code, report, stderr) = verify(&targets, &["--no-flow"]).await;
         assert_eq!(code, Some(1), "{what}: {stderr}");
+        assert_eq!(
+            rows_of(&report, "flow")
+                .iter()
+                .map(|r| (r["outcome"].as_str(), r["actual"].as_str()))
+                .collect::<Vec<_>>(),
+            [(
+                Some("skip"),
+                Some("skipped: --no-flow (no exact deltas checked)")
+            )],
+            "{what}: the flow not run is in the report"
+        );
         let failed: Vec<&str> = report
             .as_array()
             .expect("rows")
