@@ -55,9 +55,10 @@ impl FromRequestParts<AppState> for AuthUser {
             Err(AuthError::Unauthorized(reason)) => Err(ApiError::unauthorized(reason)),
             Err(e @ AuthError::Unavailable(_)) => {
                 tracing::error!(error = %e, "cannot validate token");
-                Err(ApiError::unavailable(
-                    "authentication is unavailable, try again later",
-                ))
+                Err(
+                    ApiError::unavailable("authentication is unavailable, try again later")
+                        .retry_after(1),
+                )
             }
         }
     }

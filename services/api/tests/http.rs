@@ -189,7 +189,7 @@ async fn a_result_before_completion_is_a_clear_conflict() {
 }
 
 #[tokio::test]
-async fn an_unreachable_auth_is_a_503_not_a_500() {
+async fn an_unreachable_auth_is_a_503_with_retry_after_not_a_500() {
     let closed = format!("http://127.0.0.1:{}", free_port());
     let api = spawn_api_with(Options {
         auth_url: Some(closed),
@@ -203,6 +203,22 @@ async fn an_unreachable_auth_is_a_503_not_a_500() {
     assert_eq!(
         body["error"],
         "authentication is unavailable, try again later"
+    );
+    // Like a database outage: the client is told when to try again.
+    let tasks = api
+        .http
+        .get(format!("{}/api/tasks", api.base))
+        .bearer_auth("whatever")
+        .send()
+        .await
+        .expect("tasks");
+    assert_eq!(tasks.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        tasks
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
     );
     let ready = api
         .http
