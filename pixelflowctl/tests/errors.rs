@@ -35,6 +35,35 @@ async fn an_unreachable_docker_is_exit_code_3_with_how_to_start_it() {
 }
 
 #[tokio::test]
+async fn without_docker_verify_and_metrics_say_whose_ports_they_use() {
+    // Ports where nothing answers, so the scrape fails quickly either way.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port().to_string())
+            .expect("a free port")
+    };
+    for command in ["verify", "metrics"] {
+        let output = pixelflowctl(&[command])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("AUTH_PORT", free())
+            .env("API_PORT", free())
+            .env("WORKER_PORT", free())
+            .output()
+            .await
+            .expect("runs");
+        assert!(
+            stderr(&output).contains(&format!(
+                "{command}: Docker is not reachable; using the ports the compose file publishes"
+            )),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    }
+}
+
+#[tokio::test]
 async fn a_compose_file_that_does_not_parse_is_exit_code_4_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("docker-compose.yml");

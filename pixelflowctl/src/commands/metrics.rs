@@ -41,6 +41,12 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
             )
         })?;
         let engine = Engine::connect().await.ok();
+        if engine.is_none() {
+            // As verify says it: the ports may not be where the stack is.
+            printer.status(
+                "metrics: Docker is not reachable; using the ports the compose file publishes",
+            );
+        }
         let published = Published::find(engine.as_ref(), &project).await;
         hints = published.scrape_hints(&project, &spec);
         published.targets(&project, &spec)?
