@@ -64,6 +64,31 @@ async fn without_docker_verify_and_metrics_say_whose_ports_they_use() {
 }
 
 #[tokio::test]
+async fn a_compose_file_that_cannot_be_read_or_interpolated_says_why_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(
+        &file,
+        "services:\n  a:\n    image: \"${PF_TEST_UNSET_IMAGE:?must be set}\"\n",
+    )
+    .expect("write");
+    let missing = dir.path().join("missing.yml");
+    for (path, why) in [
+        (&file, "required variable PF_TEST_UNSET_IMAGE is missing"),
+        (&missing, "No such file or directory"),
+    ] {
+        let output = pixelflowctl(&["--file", path.to_str().expect("utf-8"), "ps"])
+            .env_remove("PF_TEST_UNSET_IMAGE")
+            .output()
+            .await
+            .expect("runs");
+        let message = stderr(&output);
+        assert_ne!(output.status.code(), Some(0), "{message}");
+        assert_eq!(message.matches(why).count(), 1, "said once: {message}");
+    }
+}
+
+#[tokio::test]
 async fn a_compose_file_that_does_not_parse_is_exit_code_4_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("docker-compose.yml");

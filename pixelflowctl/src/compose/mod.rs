@@ -17,10 +17,12 @@ pub use order::{start_order, OrderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
-    #[error("cannot read {path}: {source}")]
+    // The cause is in each message, so no variant chains it as its
+    // `source` too: `{:#}` would print it twice.
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}{location}: {message}")]
     Parse {
@@ -28,10 +30,10 @@ pub enum ComposeError {
         location: String,
         message: String,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Interpolation {
         path: PathBuf,
-        source: InterpolationError,
+        error: InterpolationError,
     },
     #[error("{path}: service {service}: {message}")]
     Invalid {
@@ -39,8 +41,8 @@ pub enum ComposeError {
         service: String,
         message: String,
     },
-    #[error("{path}: {source}")]
-    Order { path: PathBuf, source: OrderError },
+    #[error("{path}: {error}")]
+    Order { path: PathBuf, error: OrderError },
 }
 
 /// A service name the compose file does not declare.
@@ -107,9 +109,9 @@ impl Project {
         file: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ComposeError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ComposeError::Read {
+        let text = std::fs::read_to_string(file).map_err(|error| ComposeError::Read {
             path: file.to_path_buf(),
-            source,
+            error,
         })?;
         Self::parse(file, &text, lookup)
     }
@@ -130,9 +132,9 @@ impl Project {
         };
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(parse_error)?;
         value.apply_merge().map_err(parse_error)?;
-        interpolate_all(&mut value, lookup).map_err(|source| ComposeError::Interpolation {
+        interpolate_all(&mut value, lookup).map_err(|error| ComposeError::Interpolation {
             path: path.clone(),
-            source,
+            error,
         })?;
         // Extension fields (x-*) are anchors' homes, not part of the model.
         if let serde_yaml::Value::Mapping(m) = &mut value {
@@ -208,9 +210,9 @@ impl Project {
                 }
             }
         }
-        start_order(&self.services).map_err(|source| ComposeError::Order {
+        start_order(&self.services).map_err(|error| ComposeError::Order {
             path: self.file.clone(),
-            source,
+            error,
         })?;
         Ok(())
     }

@@ -113,8 +113,10 @@ pub fn client_config(brokers: &str) -> ClientConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
-    #[error("cannot create a Kafka admin client for {brokers}: {source}")]
-    Client { brokers: String, source: KafkaError },
+    // The cause is in the message, not chained as `source` too: `{:#}`
+    // would print it twice.
+    #[error("cannot create a Kafka admin client for {brokers}: {error}")]
+    Client { brokers: String, error: KafkaError },
     #[error("cannot create topic {topic} on {brokers}: {reason}")]
     Create {
         topic: String,
@@ -133,9 +135,9 @@ pub async fn ensure_topic(
     let admin: AdminClient<DefaultClientContext> =
         client_config(brokers)
             .create()
-            .map_err(|source| TopicError::Client {
+            .map_err(|error| TopicError::Client {
                 brokers: brokers.into(),
-                source,
+                error,
             })?;
     let create_error = |reason: String| TopicError::Create {
         topic: topic.into(),
