@@ -24,6 +24,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::ApiMetrics;
+use pixelflow_common::outage::Outage;
 
 const BATCH: i64 = 100;
 
@@ -103,9 +104,26 @@ impl Relay {
         // Uploads wake the relay too; the sweep is not theirs to run, so it
         // keeps to the poll interval.
         let mut last_sweep: Option<tokio::time::Instant> = None;
+        // A broker that is down fails every round: logged once per outage.
+        let mut topic_outage = Outage::new("Kafka topic not ready", "Kafka topic ready");
+        let mut publish_outage = Outage::new(
+            "outbox relay round failed; retrying",
+            "outbox relay publishing again",
+        );
         loop {
             if !topic_ready {
-                topic_ready = self.ensure_topic().await;
+                topic_ready = match self.ensure_topic().await {
+                    Ok(()) => {
+                        if !topic_outage.worked() {
+                            tracing::info!(topic = %self.kafka.topic, "Kafka topic ready");
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        topic_outage.failed(&e);
+                        false
+                    }
+                };
             }
             if last_sweep.is_none_or(|at| at.elapsed() >= self.poll_interval) {
                 last_sweep = Some(tokio::time::Instant::now());
@@ -115,8 +133,10 @@ impl Relay {
             }
             if topic_ready {
                 match self.drain().await {
-                    Ok(()) => {}
-                    Err(e) => tracing::error!(error = %e, "outbox relay round failed; retrying"),
+                    Ok(()) => {
+                        publish_outage.worked();
+                    }
+                    Err(e) => publish_outage.failed(&e),
                 }
             }
             self.refresh_pending().await;
@@ -136,22 +156,14 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    async fn ensure_topic(&mut self) -> bool {
-        match self.kafka.ensure_topic(self.timeout).await {
-            Ok(()) => {
-                tracing::info!(topic = %self.kafka.topic, "Kafka topic ready");
-                true
-            }
-            Err(e) => {
-                // Pending events cannot go out while the topic is unknown:
-                // that is a failed publish attempt.
-                if self.pending().await.unwrap_or(0) > 0 {
-                    self.metrics.kafka_publish_errors.inc();
-                }
-                tracing::error!(error = %RelayError::from(e), "Kafka topic not ready");
-                false
-            }
+    async fn ensure_topic(&mut self) -> Result<(), RelayError> {
+        let ensured = self.kafka.ensure_topic(self.timeout).await;
+        if ensured.is_err() && self.pending().await.unwrap_or(0) > 0 {
+            // Pending events cannot go out while the topic is unknown:
+            // that is a failed publish attempt.
+            self.metrics.kafka_publish_errors.inc();
         }
+        Ok(ensured?)
     }
 
     /// Publishes everything pending, batch by batch, stopping at the first

@@ -14,6 +14,7 @@ pub mod json;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod outage;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -101,6 +101,10 @@ impl TaskConsumer {
     /// Consumes until `shutdown` turns true. The event in hand is finished
     /// and committed first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut outage = pixelflow_common::outage::Outage::new(
+            "cannot receive from Kafka",
+            "receiving from Kafka again",
+        );
         loop {
             let received = tokio::select! {
                 m = self.consumer.recv() => m,
@@ -108,13 +112,14 @@ impl TaskConsumer {
             };
             match received {
                 Ok(message) => {
+                    outage.worked();
                     if let Handled::Done = self.handle(&message, &mut shutdown).await {
                         self.commit(&message);
                     }
                 }
                 Err(e) => {
                     self.metrics.consumption_errors.inc();
-                    tracing::error!(error = %e, "cannot receive from Kafka");
+                    outage.failed(&e);
                     if self.pause(&mut shutdown).await {
                         break;
                     }

@@ -299,6 +299,34 @@ async fn a_thirty_second_broker_outage_loses_no_upload_and_every_task_completes_
         total,
         "each task counted once"
     );
+    // The outage is in the logs once per service, not once per retry (a
+    // retry a second made about 30 ERROR lines each), and so is its end.
+    for (service, failing, again) in [
+        (
+            "worker",
+            "cannot receive from Kafka",
+            "receiving from Kafka again",
+        ),
+        (
+            "api",
+            "outbox relay round failed; retrying",
+            "outbox relay publishing again",
+        ),
+    ] {
+        let log = std::fs::read_to_string(logs.path().join(format!("{service}.log")))
+            .expect("service log");
+        let count = |message: &str| {
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["message"] == message)
+                .count()
+        };
+        assert_eq!(
+            (count(failing), count(again)),
+            (1, 1),
+            "{service}: {failing:?} and {again:?} once each:\n{log}"
+        );
+    }
     broker.stop().await;
 }
 
