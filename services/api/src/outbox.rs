@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pixelflow_common::outage::Outage;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -24,7 +25,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::ApiMetrics;
-use pixelflow_common::outage::Outage;
 
 const BATCH: i64 = 100;
 
@@ -163,7 +163,7 @@ impl Relay {
             // that is a failed publish attempt.
             self.metrics.kafka_publish_errors.inc();
         }
-        Ok(ensured?)
+        ensured.map_err(RelayError::from)
     }
 
     /// Publishes everything pending, batch by batch, stopping at the first
