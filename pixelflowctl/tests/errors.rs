@@ -37,12 +37,7 @@ async fn an_unreachable_docker_is_exit_code_3_with_how_to_start_it() {
 #[tokio::test]
 async fn without_docker_verify_and_metrics_say_whose_ports_they_use() {
     // Ports where nothing answers, so the scrape fails quickly either way.
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port().to_string())
-            .expect("a free port")
-    };
+    let free = || pixelflow_testkit::free_port().to_string();
     for command in ["verify", "metrics"] {
         let output = pixelflowctl(&[command])
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -200,12 +195,7 @@ async fn images_that_cannot_be_pulled_are_named_together_with_the_way_on() {
 async fn commands_on_a_stack_that_is_not_up_say_to_bring_it_up() {
     let project = format!("pfnotup{}", std::process::id());
     // Ports nothing listens on: whatever else runs here, these are not it.
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port().to_string())
-            .expect("a free port")
-    };
+    let free = || pixelflow_testkit::free_port().to_string();
     let (auth, api, worker) = (free(), free(), free());
     let run = |args: &'static [&'static str]| {
         let mut command = pixelflowctl(args);
