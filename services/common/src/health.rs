@@ -1,7 +1,9 @@
 //! `/health` (the process is alive) and the shape of `/ready` (its
 //! dependencies answer).
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -25,6 +27,22 @@ pub struct Check {
     pub error: Option<String>,
 }
 
+/// The dependencies whose last readiness check failed. The healthcheck
+/// probes every 2 s: a failure is logged when it starts and again when the
+/// dependency answers, not at every probe.
+static FAILING: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+
+/// Notes `name`'s outcome; true when it changed (a failure that starts, or
+/// one that ends).
+fn changed(name: &'static str, failed: bool) -> bool {
+    let mut failing = FAILING.lock().unwrap_or_else(|p| p.into_inner());
+    if failed {
+        failing.insert(name)
+    } else {
+        failing.remove(name)
+    }
+}
+
 impl Check {
     /// Runs `probe` with a deadline, so one hung dependency cannot hang the
     /// probe itself.
@@ -33,18 +51,29 @@ impl Check {
         F: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let error = match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(())) => None,
+        let outcome = tokio::time::timeout(timeout, probe).await;
+        let changed = changed(name, !matches!(outcome, Ok(Ok(()))));
+        let error = match outcome {
+            Ok(Ok(())) => {
+                if changed {
+                    tracing::info!(dependency = name, "readiness check passes again");
+                }
+                None
+            }
             Ok(Err(e)) => {
-                tracing::warn!(dependency = name, error = %e, "readiness check failed");
+                if changed {
+                    tracing::warn!(dependency = name, error = %e, "readiness check failed");
+                }
                 Some("unavailable".to_string())
             }
             Err(_) => {
-                tracing::warn!(
-                    dependency = name,
-                    timeout_ms = timeout.as_millis() as u64,
-                    "readiness check timed out"
-                );
+                if changed {
+                    tracing::warn!(
+                        dependency = name,
+                        timeout_ms = timeout.as_millis() as u64,
+                        "readiness check timed out"
+                    );
+                }
                 Some(format!("no answer within {timeout:?}"))
             }
         };
@@ -85,6 +114,42 @@ mod tests {
         .await;
         assert!(!check.ok);
         assert_eq!(check.error.as_deref(), Some("unavailable"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_dependency_is_logged_when_it_starts_failing_and_when_it_answers_again() {
+        let captured = crate::logging::tests::Captured::default();
+        let subscriber = crate::telemetry::logs_only_subscriber(
+            "api",
+            tracing_subscriber::EnvFilter::new("info"),
+            captured.clone(),
+        );
+        let _default = tracing::subscriber::set_default(subscriber);
+        // A name of this test's own: the failing set is the process's.
+        let name = "dependency of the logging test";
+        let ok = || async { Ok::<(), String>(()) };
+        let refused = || async { Err::<(), String>("connection refused".into()) };
+        Check::run(name, Duration::from_secs(1), ok()).await;
+        for _ in 0..10 {
+            let check = Check::run(name, Duration::from_secs(1), refused()).await;
+            assert!(!check.ok, "every probe still answers not ready");
+        }
+        Check::run(name, Duration::from_secs(1), ok()).await;
+        Check::run(name, Duration::from_secs(1), ok()).await;
+        let text = captured.text();
+        let lines: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|l| (l["level"].to_string(), l["message"].to_string()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ("\"WARN\"".into(), "\"readiness check failed\"".into()),
+                ("\"INFO\"".into(), "\"readiness check passes again\"".into()),
+            ],
+            "{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -144,7 +144,9 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     }
     let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let status = status.as_u16();
-    if probe && status < 400 {
+    // A probe's 503 is its answer "not ready", not a failure of the
+    // request: the readiness check logs which dependency, once per outage.
+    if probe && (status < 400 || status == 503) {
         tracing::debug!(%method, %path, %endpoint, status, duration_ms, "request handled");
     } else if status >= 500 {
         tracing::error!(%method, %path, %endpoint, status, duration_ms, "request failed");
@@ -288,6 +290,35 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("M999"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_not_ready_probe_is_no_error_line_and_other_503s_are() {
+        let captured = crate::logging::tests::Captured::default();
+        let subscriber = crate::telemetry::logs_only_subscriber(
+            "test",
+            tracing_subscriber::EnvFilter::new("info"),
+            captured.clone(),
+        );
+        let _default = tracing::subscriber::set_default(subscriber);
+        let registry = Registry::new();
+        let unavailable = || async { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+        let router = Router::new()
+            .route("/ready", get(unavailable))
+            .route("/items/{id}", get(unavailable));
+        let app = HttpMetrics::new("test", &registry)
+            .expect("metrics register")
+            .layer(router);
+        assert_eq!(call(&app, "GET", "/ready").await, 503);
+        assert_eq!(call(&app, "GET", "/items/1").await, 503);
+        let text = captured.text();
+        let errors: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["level"] == "ERROR")
+            .collect();
+        assert_eq!(errors.len(), 1, "{text}");
+        assert_eq!(errors[0]["endpoint"], "/items/{id}", "{text}");
     }
 
     #[tokio::test]
