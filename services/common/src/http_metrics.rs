@@ -312,9 +312,9 @@ mod tests {
         assert_eq!(call(&app, "GET", "/ready").await, 503);
         assert_eq!(call(&app, "GET", "/items/1").await, 503);
         let text = captured.text();
-        let errors: Vec<serde_json::Value> = text
+        let errors: Vec<serde_json::Value> = captured
             .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .into_iter()
             .filter(|l| l["level"] == "ERROR")
             .collect();
         assert_eq!(errors.len(), 1, "{text}");

@@ -233,6 +233,14 @@ pub(crate) mod tests {
             let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
             String::from_utf8_lossy(&buf).into_owned()
         }
+
+        /// The lines logged so far, each parsed.
+        pub(crate) fn lines(&self) -> Vec<Value> {
+            self.text()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect()
+        }
     }
 
     impl Write for Captured {

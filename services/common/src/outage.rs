@@ -87,10 +87,11 @@ mod tests {
     use crate::logging::tests::Captured;
     use tracing_subscriber::EnvFilter;
 
-    fn levels_and_messages(text: &str) -> Vec<(String, String)> {
-        text.lines()
+    fn levels_and_messages(captured: &Captured) -> Vec<(String, String)> {
+        captured
+            .lines()
+            .iter()
             .map(|line| {
-                let line: serde_json::Value = serde_json::from_str(line).expect("JSON line");
                 (
                     line["level"].as_str().unwrap_or_default().to_string(),
                     line["message"].as_str().unwrap_or_default().to_string(),
@@ -121,7 +122,7 @@ mod tests {
         let text = captured.text();
         let error = |m: &str| ("ERROR".to_string(), m.to_string());
         assert_eq!(
-            levels_and_messages(&text),
+            levels_and_messages(&captured),
             [
                 error("cannot receive from Kafka"),
                 error("cannot receive from Kafka (still; logged once a minute)"),
@@ -130,8 +131,8 @@ mod tests {
             ],
             "{text}"
         );
-        let last: serde_json::Value =
-            serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON");
+        let lines = captured.lines();
+        let last = lines.last().expect("a line");
         assert_eq!(
             (last["failures"].as_u64(), last["seconds"].as_u64()),
             (Some(150), Some(150))
