@@ -118,13 +118,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_dependency_is_logged_when_it_starts_failing_and_when_it_answers_again() {
-        let captured = crate::logging::tests::Captured::default();
-        let subscriber = crate::telemetry::logs_only_subscriber(
-            "api",
-            tracing_subscriber::EnvFilter::new("info"),
-            captured.clone(),
-        );
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (captured, _default) = crate::logging::tests::Captured::install("api");
         // A name of this test's own: the failing set is the process's.
         let name = "dependency of the logging test";
         let ok = || async { Ok::<(), String>(()) };

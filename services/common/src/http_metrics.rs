@@ -294,13 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_not_ready_probe_is_no_error_line_and_other_503s_are() {
-        let captured = crate::logging::tests::Captured::default();
-        let subscriber = crate::telemetry::logs_only_subscriber(
-            "test",
-            tracing_subscriber::EnvFilter::new("info"),
-            captured.clone(),
-        );
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (captured, _default) = crate::logging::tests::Captured::install("test");
         let registry = Registry::new();
         let unavailable = || async { axum::http::StatusCode::SERVICE_UNAVAILABLE };
         let router = Router::new()

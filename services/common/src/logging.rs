@@ -234,6 +234,18 @@ pub(crate) mod tests {
             String::from_utf8_lossy(&buf).into_owned()
         }
 
+        /// A capture of `service`'s lines at info and above, installed as
+        /// this thread's subscriber until the guard drops.
+        pub(crate) fn install(service: &'static str) -> (Self, tracing::subscriber::DefaultGuard) {
+            let captured = Self::default();
+            let subscriber = crate::telemetry::logs_only_subscriber(
+                service,
+                EnvFilter::new("info"),
+                captured.clone(),
+            );
+            (captured, tracing::subscriber::set_default(subscriber))
+        }
+
         /// The lines logged so far, each parsed.
         pub(crate) fn lines(&self) -> Vec<Value> {
             self.text()

@@ -85,7 +85,6 @@ impl Outage {
 mod tests {
     use super::*;
     use crate::logging::tests::Captured;
-    use tracing_subscriber::EnvFilter;
 
     fn levels_and_messages(captured: &Captured) -> Vec<(String, String)> {
         captured
@@ -102,13 +101,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_outage_is_logged_when_it_starts_once_a_minute_while_it_lasts_and_when_it_ends() {
-        let captured = Captured::default();
-        let subscriber = crate::telemetry::logs_only_subscriber(
-            "worker",
-            EnvFilter::new("info"),
-            captured.clone(),
-        );
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (captured, _default) = Captured::install("worker");
         let mut outage = Outage::new("cannot receive from Kafka", "receiving from Kafka again");
         assert!(!outage.worked(), "no outage yet");
         // 150 failures, one a second: the first, then a reminder at 60 s
