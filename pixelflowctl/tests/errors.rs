@@ -14,6 +14,15 @@ fn pixelflowctl(args: &[&str]) -> Command {
     command
 }
 
+/// `text` as a docker-compose.yml in a folder of its own (kept while the
+/// `TempDir` lives).
+fn compose_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("docker-compose.yml");
+    std::fs::write(&file, text).expect("write");
+    (dir, file)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -60,13 +69,8 @@ async fn without_docker_verify_and_metrics_say_whose_ports_they_use() {
 
 #[tokio::test]
 async fn a_compose_file_that_cannot_be_read_or_interpolated_says_why_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("docker-compose.yml");
-    std::fs::write(
-        &file,
-        "services:\n  a:\n    image: \"${PF_TEST_UNSET_IMAGE:?must be set}\"\n",
-    )
-    .expect("write");
+    let (dir, file) =
+        compose_file("services:\n  a:\n    image: \"${PF_TEST_UNSET_IMAGE:?must be set}\"\n");
     let missing = dir.path().join("missing.yml");
     for (path, why) in [
         (&file, "required variable PF_TEST_UNSET_IMAGE is missing"),
@@ -85,9 +89,7 @@ async fn a_compose_file_that_cannot_be_read_or_interpolated_says_why_once() {
 
 #[tokio::test]
 async fn a_compose_file_that_does_not_parse_is_exit_code_4_with_its_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("docker-compose.yml");
-    std::fs::write(&file, "services:\n  a:\n    image: [oops\n").expect("write");
+    let (_dir, file) = compose_file("services:\n  a:\n    image: [oops\n");
     let output = pixelflowctl(&["--file", file.to_str().expect("utf-8"), "ps"])
         .output()
         .await
@@ -149,16 +151,12 @@ async fn a_taken_host_port_is_named_with_its_service_and_the_variable_that_moves
 
 #[tokio::test]
 async fn images_that_cannot_be_pulled_are_named_together_with_the_way_on() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("docker-compose.yml");
-    std::fs::write(
-        &file,
+    let (_dir, file) = compose_file(
         "services:\n  \
            tracer:\n    image: pixelflow-test/no-such-image:tracer\n  \
            board:\n    image: pixelflow-test/no-such-image:board\n  \
            app:\n    image: debian:bookworm-slim\n    command: [sleep, infinity]\n    depends_on: [tracer]\n",
-    )
-    .expect("write");
+    );
     let output = pixelflowctl(&["--file", file.to_str().expect("utf-8"), "up"])
         .env(
             "COMPOSE_PROJECT_NAME",
@@ -239,9 +237,7 @@ async fn commands_on_a_stack_that_is_not_up_say_to_bring_it_up() {
 /// Runs `up` on a one-service compose file in a project of its own, then
 /// takes it down; returns the exit code, stderr and how long `up` took.
 async fn up_alone(service: &str, prefix: &str) -> (Option<i32>, String, std::time::Duration) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("docker-compose.yml");
-    std::fs::write(&file, format!("services:\n{service}")).expect("write");
+    let (_dir, file) = compose_file(&format!("services:\n{service}"));
     let project = format!("{prefix}{}", std::process::id());
     let file = file.to_str().expect("utf-8").to_string();
     let started = std::time::Instant::now();

@@ -7,7 +7,6 @@ use std::path::Path;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, CellAlignment, Table};
 
 use crate::commands::verify::{project, Published};
-use crate::docker::Engine;
 use crate::printer::{Output, Printer};
 use crate::verify::{self, spec, CouldNotRun};
 use crate::ExitStatus;
@@ -40,14 +39,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or --target SERVICE=URL".into(),
             )
         })?;
-        let engine = Engine::connect().await.ok();
-        if engine.is_none() {
-            // As verify says it: the ports may not be where the stack is.
-            printer.status(
-                "metrics: Docker is not reachable; using the ports the compose file publishes",
-            );
-        }
-        let published = Published::find(engine.as_ref(), &project).await;
+        let published = Published::find(&project, "metrics", printer).await;
         hints = published.scrape_hints(&project, &spec);
         published.targets(&project, &spec)?
     } else {

@@ -155,13 +155,7 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or name the services with --target".into(),
             )
         })?;
-        let engine = Engine::connect().await.ok();
-        if engine.is_none() {
-            printer.status(
-                "verify: Docker is not reachable; using the ports the compose file publishes",
-            );
-        }
-        let published = Published::find(engine.as_ref(), project).await;
+        let published = Published::find(project, "verify", printer).await;
         let targets = published.targets(project, &parsed)?;
         let component = |service: &str, port: u16, given: &Option<String>| {
             if let Some(url) = given {
@@ -332,10 +326,18 @@ impl Published {
         Ok(targets)
     }
 
-    pub(crate) async fn find(engine: Option<&Engine>, project: &Project) -> Self {
+    /// What the engine says of `project`'s containers. Without an engine,
+    /// nothing: the compose file's ports stand in, and `command` says so.
+    pub(crate) async fn find(project: &Project, command: &str, printer: &Printer) -> Self {
         let mut ports = BTreeMap::new();
         let mut running = None;
-        if let Some(engine) = engine {
+        let engine = Engine::connect().await.ok();
+        if engine.is_none() {
+            printer.status(format!(
+                "{command}: Docker is not reachable; using the ports the compose file publishes"
+            ));
+        }
+        if let Some(engine) = &engine {
             if let Ok(containers) = stack::containers(engine, project).await {
                 let mut names = BTreeSet::new();
                 for (service, found) in containers {
