@@ -45,14 +45,6 @@ pub enum Command {
     Down(commands::down::Args),
 }
 
-/// A duration as compose writes it: `90s`, `3m`, `1m30s`, `500ms`.
-pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let ns = crate::compose::model::duration_ns(text)?;
-    Ok(std::time::Duration::from_nanos(
-        u64::try_from(ns).map_err(|_| "negative duration")?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -60,14 +52,5 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_parse_for_timeouts() {
-        assert_eq!(
-            super::parse_duration("90s"),
-            Ok(std::time::Duration::from_secs(90))
-        );
-        assert!(super::parse_duration("soon").is_err());
     }
 }

@@ -2,81 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
 use futures::StreamExt;
 
-use crate::compose::model::{duration, Words};
+use crate::compose::model::Words;
 use crate::compose::Service;
+use crate::docker::state::{Health, Observed, Status};
 use crate::docker::Engine;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct State {
-    pub status: String,
-    /// `healthy`, `unhealthy`, `starting`, or empty without a healthcheck.
-    pub health: String,
-}
-
-/// What inspecting a container tells about its health.
-#[derive(Debug, Clone)]
-pub struct Observed {
-    pub state: State,
-    /// The exit code, once it exited for good (not while restarting).
-    pub exit: Option<i64>,
-    /// The last health probe's exit code and output.
-    pub probe: String,
-    /// How often its restart policy restarted it.
-    pub restarts: i64,
-    /// Its last exit code, also while its restart policy restarts it.
-    pub last_exit: Option<i64>,
-}
-
-pub async fn state(
-    engine: &Engine,
-    container: &str,
-) -> anyhow::Result<(State, Option<i64>, String)> {
-    let o = observe(engine, container).await?;
-    Ok((o.state, o.exit, o.probe))
-}
-
-pub async fn observe(engine: &Engine, container: &str) -> anyhow::Result<Observed> {
-    let info = engine.inspect(container).await?;
-    let restarts = info.restart_count.unwrap_or_default();
-    let s = info.state.unwrap_or_default();
-    let health = s.health.as_ref().and_then(|h| h.status).map(|h| match h {
-        HealthStatusEnum::HEALTHY => "healthy",
-        HealthStatusEnum::UNHEALTHY => "unhealthy",
-        HealthStatusEnum::STARTING => "starting",
-        _ => "",
-    });
-    let probe = s
-        .health
-        .as_ref()
-        .and_then(|h| h.log.as_ref())
-        .and_then(|log| log.last())
-        .map(|l| {
-            format!(
-                "exit {}: {}",
-                l.exit_code.unwrap_or_default(),
-                l.output.clone().unwrap_or_default().trim()
-            )
-        })
-        .unwrap_or_default();
-    let status = s.status.map(|st| st.to_string()).unwrap_or_default();
-    let exit = match s.status {
-        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => s.exit_code,
-        _ => None,
-    };
-    Ok(Observed {
-        state: State {
-            status,
-            health: health.unwrap_or_default().to_string(),
-        },
-        exit,
-        probe,
-        restarts,
-        last_exit: s.exit_code,
-    })
-}
 
 /// The exit code of a crash-looping container's next crash: the engine
 /// resets the code when it restarts the container, so it is read while the
@@ -84,8 +15,8 @@ pub async fn observe(engine: &Engine, container: &str) -> anyhow::Result<Observe
 async fn crash_exit_code(engine: &Engine, container: &str) -> Option<i64> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        match observe(engine, container).await {
-            Ok(o) if o.state.status != "running" => return o.last_exit,
+        match engine.observe(container).await {
+            Ok(o) if !o.is_running() => return o.last_exit,
             Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(_) => return None,
         }
@@ -119,12 +50,12 @@ pub enum NotHealthy {
         probe: String,
         logs: String,
     },
-    #[error("{service} was not healthy within {timeout:?} (state {state}, health {health}); last health probe: {probe}\n--- last log lines ---\n{logs}")]
+    #[error("{service} was not healthy within {timeout:?} (state {}, health {}); last health probe: {probe}\n--- last log lines ---\n{logs}", .status.map_or("unknown", Status::as_str), .health.map_or("none", Health::as_str))]
     Timeout {
         service: String,
         timeout: Duration,
-        state: String,
-        health: String,
+        status: Option<Status>,
+        health: Option<Health>,
         probe: String,
         logs: String,
     },
@@ -165,11 +96,7 @@ impl Probe {
                 _ => return None,
             },
         };
-        let timeout = check
-            .timeout
-            .as_deref()
-            .and_then(duration)
-            .unwrap_or(Duration::from_secs(30));
+        let timeout = check.timeout.unwrap_or(Duration::from_secs(30));
         (!argv.is_empty()).then_some(Self { argv, timeout })
     }
 
@@ -210,21 +137,23 @@ pub async fn wait(
     let start = Instant::now();
     let own_check = Probe::of(definition);
     loop {
+        let observed = engine.observe(container).await?;
         let Observed {
-            state,
-            exit,
-            probe,
+            status,
+            health,
             restarts,
             last_exit,
-        } = observe(engine, container).await?;
+            ..
+        } = observed;
         // The count starts at 0 with each start through the API, so it
         // counts crashes since `up` or `restart` started the container. The
         // engine marks a container that exits under a restart policy
         // unhealthy: after a restart, that is the crash, not a probe.
         let crashing = restarts >= CRASH_LOOP_RESTARTS
-            || (restarts >= 1 && (state.health == "unhealthy" || state.status == "restarting"));
+            || (restarts >= 1
+                && (health == Some(Health::Unhealthy) || status == Some(Status::Restarting)));
         if crashing {
-            let code = if state.status == "running" {
+            let code = if observed.is_running() {
                 crash_exit_code(engine, container).await
             } else {
                 last_exit
@@ -238,7 +167,7 @@ pub async fn wait(
             }
             .into());
         }
-        if let Some(code) = exit {
+        if let Some(code) = observed.exit() {
             let logs = tail(engine, container, 20).await;
             return Err(NotHealthy::Exited {
                 service: service.into(),
@@ -247,19 +176,19 @@ pub async fn wait(
             }
             .into());
         }
-        match state.health.as_str() {
-            "healthy" => return Ok(()),
-            "unhealthy" => {
+        match (status, health) {
+            (_, Some(Health::Healthy)) => return Ok(()),
+            (_, Some(Health::Unhealthy)) => {
                 let logs = tail(engine, container, 20).await;
                 return Err(NotHealthy::Unhealthy {
                     service: service.into(),
-                    probe,
+                    probe: observed.probe,
                     logs,
                 }
                 .into());
             }
-            "" if state.status == "running" => return Ok(()),
-            "starting" if state.status == "running" => {
+            (Some(Status::Running), None) => return Ok(()),
+            (Some(Status::Running), Some(Health::Starting)) => {
                 if let Some(check) = &own_check {
                     if check.passes(engine, container).await {
                         return Ok(());
@@ -273,9 +202,9 @@ pub async fn wait(
             return Err(NotHealthy::Timeout {
                 service: service.into(),
                 timeout,
-                state: state.status,
-                health: state.health,
-                probe,
+                status,
+                health,
+                probe: observed.probe,
                 logs,
             }
             .into());

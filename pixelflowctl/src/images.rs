@@ -122,6 +122,13 @@ pub async fn ensure(
             Err(e) => unpulled.push((name.clone(), e)),
         }
     }
+    // An engine gone is no missing image: its error, with its exit code.
+    if let Some(at) = unpulled
+        .iter()
+        .position(|(_, e)| crate::exit_status(e) == crate::ExitStatus::DockerUnreachable)
+    {
+        return Err(unpulled.swap_remove(at).1);
+    }
     if !unpulled.is_empty() {
         anyhow::bail!(cannot_pull(project, services, &unpulled));
     }

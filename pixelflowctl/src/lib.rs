@@ -6,14 +6,11 @@ pub mod compose;
 mod docker;
 mod health;
 mod images;
+mod parse;
 mod printer;
 pub mod render;
 mod stack;
 pub mod verify;
-
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
 
 pub use cli::{Cli, Command};
 pub use docker::DockerError;
@@ -55,14 +52,6 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
     ExitStatus::Failure
 }
 
-/// compose/docker-compose.yml in `start` or its nearest parent with one.
-pub(crate) fn find_compose_file(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|dir| dir.join("compose").join("docker-compose.yml"))
-        .find(|f| f.is_file())
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let printer = printer::Printer::new(cli.output, cli.quiet);
     // verify needs neither the compose file nor Docker: its targets can be
@@ -76,19 +65,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         }
         other => other,
     };
-    let file = match cli.file {
-        Some(f) => f,
-        None => {
-            let cwd = std::env::current_dir().context("cannot read the current folder")?;
-            find_compose_file(&cwd).with_context(|| {
-                format!(
-                    "no compose/docker-compose.yml in {} or its parents; pass --file",
-                    cwd.display()
-                )
-            })?
-        }
-    };
-    let project = compose::Project::load(&file)?;
+    let project = compose::Project::discover(cli.file.as_deref())?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no compose/docker-compose.yml in {} or its parents; pass --file",
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "the current folder".into())
+        )
+    })?;
     // Names first: a typo deserves its answer even with Docker down.
     let named: &[String] = match &command {
         Command::Up(args) => {

@@ -129,16 +129,204 @@ async fn a_stopped_service_means_verify_could_not_run() {
 
 /// Serves `text` as /metrics on a free port; returns its URL.
 async fn exporter(text: String) -> String {
+    exporter_answering(text, "text/plain; version=0.0.4", std::time::Duration::ZERO).await
+}
+
+/// Serves `text` as /metrics with `content_type`, after `delay`.
+async fn exporter_answering(
+    text: String,
+    content_type: &'static str,
+    delay: std::time::Duration,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
     let app = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || std::future::ready(text.clone())),
+        axum::routing::get(move || {
+            let text = text.clone();
+            async move {
+                // The slowness under test, not a wait for something.
+                tokio::time::sleep(delay).await;
+                ([("content-type", content_type)], text)
+            }
+        }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// The failed rows of a report, as (check, actual).
+fn failures(report: &Value) -> Vec<(&str, &str)> {
+    report
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["outcome"] == "fail")
+        .filter_map(|c| Some((c["check"].as_str()?, c["actual"].as_str()?)))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_answer_prometheus_would_refuse_or_misread_fails_with_the_fault_named() {
+    let running = start().await;
+    let worker_url = &running.urls[2].1;
+    let good = reqwest::get(worker_url.as_str())
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let millis = rewrite_sample(
+        &good,
+        "worker_task_processing_duration_seconds_bucket",
+        |l| {
+            let Some((head, rest)) = l.split_once("le=\"") else {
+                return l.to_string();
+            };
+            let (bound, tail) = rest.split_once('"').expect("a closed le");
+            match bound.parse::<f64>() {
+                Ok(b) => format!("{head}le=\"{}\"{tail}", b * 1000.0),
+                Err(_) => l.to_string(),
+            }
+        },
+    );
+    let unlisted = format!("{good}# HELP worker_extra_seconds Extra.\n# TYPE worker_extra_seconds histogram\nworker_extra_seconds_bucket{{le=\"1\"}} 3\nworker_extra_seconds_bucket{{le=\"+Inf\"}} 2\nworker_extra_seconds_sum 1\nworker_extra_seconds_count 2\n");
+    let twice = format!("{good}worker_kafka_messages_consumed_total 0\n");
+    let ms = std::time::Duration::ZERO;
+    let cases = [
+        (
+            "an answer that is not the text format",
+            exporter_answering(good.clone(), "application/json", ms).await,
+            "served as the Prometheus text format",
+            "application/json",
+        ),
+        (
+            "seconds buckets in milliseconds",
+            exporter(millis).await,
+            "every family's values fit its name",
+            "milliseconds",
+        ),
+        (
+            "a broken histogram the spec does not list",
+            exporter(unlisted).await,
+            "families outside the spec are well formed",
+            "worker_extra_seconds: bucket counts decrease",
+        ),
+        (
+            "a series given twice",
+            exporter(twice).await,
+            "Prometheus reads every line as meant",
+            "the same series twice",
+        ),
+    ];
+    for (what, url, check, message) in cases {
+        let mut targets = running.urls.clone();
+        targets[2].1 = url;
+        let (code, report, stderr) = verify(&targets, &["--no-flow"]).await;
+        assert_eq!(code, Some(1), "{what}: {stderr}\n{report:#}");
+        let failed = failures(&report);
+        assert!(
+            failed
+                .iter()
+                .any(|(c, actual)| *c == check && actual.contains(message)),
+            "{what}: expected {check:?} failing with {message:?} among {failed:?}"
+        );
+        assert!(
+            failed.iter().all(|(c, _)| *c == check),
+            "{what}: only that fault fails: {failed:?}"
+        );
+    }
+
+    // An answer slower than the project's scrape_timeout: Prometheus marks
+    // the target down, whatever the text says.
+    let project = tempfile::tempdir().expect("tempdir");
+    let compose = project.path().join("compose");
+    std::fs::create_dir_all(compose.join("prometheus")).expect("mkdir");
+    std::fs::write(compose.join("docker-compose.yml"), "services: {}\n").expect("write");
+    std::fs::write(
+        compose.join("prometheus/prometheus.yml"),
+        "global:\n  scrape_interval: 15s\n  scrape_timeout: 1s\n",
+    )
+    .expect("write");
+    std::fs::write(compose.join("prometheus/alerts.yml"), "groups: []\n").expect("write");
+    let mut targets = running.urls.clone();
+    targets[2].1 = exporter_answering(
+        good.clone(),
+        "text/plain; version=0.0.4",
+        std::time::Duration::from_millis(1500),
+    )
+    .await;
+    let file = compose.join("docker-compose.yml");
+    let file = file.to_str().expect("a UTF-8 path");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pixelflowctl"));
+    command.args(["--file", file, "--output", "json", "verify", "--no-flow"]);
+    for (service, url) in &targets {
+        command.args(["--target", &format!("{service}={url}")]);
+    }
+    let output = command.output().await.expect("runs");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let failed = failures(&report);
+    assert!(
+        matches!(failed.as_slice(), [("answers within Prometheus' scrape_timeout", took)] if took.starts_with("in 1.")),
+        "{report:#}"
+    );
+    drop(running.services);
+}
+
+#[tokio::test]
+async fn a_flow_whose_histograms_or_counters_prometheus_would_misread_fails() {
+    let running = start().await;
+    fn in_millis(text: &str, _: usize) -> String {
+        rewrite_sample(text, "auth_request_duration_seconds_sum", |l| {
+            scaled(l, 1000.0, 0.0)
+        })
+    }
+    fn stuck_sum(text: &str, _: usize) -> String {
+        rewrite_sample(text, "auth_request_duration_seconds_sum", |l| {
+            scaled(l, 0.0, 1.0)
+        })
+    }
+    fn going_down(text: &str, scrape: usize) -> String {
+        rewrite_sample(text, "auth_requests_total{endpoint=\"/register\"", |l| {
+            scaled(l, 1.0, -(scrape as f64) * 2.0)
+        })
+    }
+    type Rewrite = fn(&str, usize) -> String;
+    let cases: [(&str, Rewrite, &str); 3] = [
+        (
+            "observed in milliseconds",
+            in_millis,
+            "milliseconds observed as seconds",
+        ),
+        (
+            "a _sum that does not move",
+            stuck_sum,
+            "_sum must move with it",
+        ),
+        (
+            "a counter that goes down",
+            going_down,
+            "Prometheus reads that as a restart",
+        ),
+    ];
+    for (what, rewrite, message) in cases {
+        let mut targets = running.urls.clone();
+        let auth = proxy(running.services[0].base.clone(), rewrite).await;
+        targets[0].1 = format!("{auth}/metrics");
+        let (code, report, stderr) = verify(&targets, &[]).await;
+        assert_eq!(code, Some(1), "{what}: {stderr}\n{report:#}");
+        let failed = failures(&report);
+        assert!(
+            failed.iter().any(|(c, actual)| *c
+                == "histograms and counters over the flow read as meant"
+                && actual.contains(message)),
+            "{what}: expected {message:?} among {failed:?}"
+        );
+    }
+    drop(running.services);
 }
 
 #[tokio::test]
@@ -383,11 +571,16 @@ async fn proxy(upstream: String, rewrite: fn(&str, usize) -> String) -> String {
             } else {
                 text
             };
+            let content_type = if parts.uri.path() == "/metrics" {
+                "text/plain; version=0.0.4"
+            } else {
+                "application/json"
+            };
             let mut response = axum::response::Response::new(axum::body::Body::from(text));
             *response.status_mut() = status;
             response.headers_mut().insert(
                 "content-type",
-                axum::http::HeaderValue::from_static("application/json"),
+                axum::http::HeaderValue::from_static(content_type),
             );
             response
         }

@@ -10,7 +10,7 @@ use owo_colors::{AnsiColors, OwoColorize};
 use tokio::sync::mpsc;
 
 use crate::compose::Project;
-use crate::docker::Engine;
+use crate::docker::{DockerError, Engine};
 use crate::printer::Printer;
 use crate::render::{self, Level};
 use crate::{stack, ExitStatus};
@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     pub tail: Option<usize>,
     /// Only lines since then: 10m, 2h, an RFC 3339 time, unix seconds.
-    #[arg(long, value_parser = since_arg)]
+    #[arg(long, value_parser = crate::parse::since)]
     pub since: Option<i64>,
     /// Only lines at this level or above. The level is read as each
     /// component writes it (JSON `level`, logfmt `level=`, PostgreSQL's
@@ -45,19 +45,8 @@ pub struct Args {
     /// Only the lines of one trace (JSON lines whose `trace_id` is ID), from
     /// every service named (default: all), merged in time order. ID is the
     /// 32-hex trace id, or the whole `traceparent` api answered with.
-    #[arg(long, value_name = "ID", value_parser = trace_arg)]
+    #[arg(long, value_name = "ID", value_parser = crate::parse::trace_id)]
     pub trace: Option<String>,
-}
-
-/// A trace id, from itself or from a `traceparent` value.
-fn trace_arg(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(text.to_ascii_lowercase());
-    }
-    pixelflow_verify::flow::trace_id_of(text).ok_or_else(|| {
-        format!("{text:?} is neither a trace id (32 hex digits) nor a traceparent (00-<trace id>-<span id>-<flags>)")
-    })
 }
 
 /// Whether `line` is a JSON log line whose `field` is `id`.
@@ -77,22 +66,6 @@ fn is_about_task(line: &str, id: &str) -> bool {
 /// Whether `line` is a JSON log line of trace `id`.
 fn is_in_trace(line: &str, id: &str) -> bool {
     has_field(line, "trace_id", id)
-}
-
-/// `10m`, `2h`, `30s` ago, an RFC 3339 time, or unix seconds.
-pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
-    if let Ok(secs) = text.parse::<i64>() {
-        return Ok(secs);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.timestamp());
-    }
-    let ns = crate::compose::model::duration_ns(text).map_err(|_| {
-        format!(
-            "--since {text:?}: expected a duration such as 10m, an RFC 3339 time, or unix seconds"
-        )
-    })?;
-    Ok(now.timestamp() - ns / 1_000_000_000)
 }
 
 const COLORS: [AnsiColors; 6] = [
@@ -185,7 +158,7 @@ pub async fn run(
     while let Some(event) = rx.recv().await {
         let (index, at, line) = match event {
             Event::Line(index, at, line) => (index, at, line),
-            Event::Failed(error) => anyhow::bail!("{error}"),
+            Event::Failed(error) => return Err(error.into()),
         };
         if let Some(min) = options.level {
             if render::level_of(&line).is_some_and(|l| l < min) {
@@ -218,8 +191,9 @@ pub async fn run(
 enum Event {
     /// A line of service `index`, with the engine's timestamp.
     Line(usize, Option<DateTime<Utc>>, String),
-    /// The logs could not be read at all (no such container, say).
-    Failed(String),
+    /// The logs could not be read at all (no such container, say), or the
+    /// engine went away while following them.
+    Failed(DockerError),
 }
 
 /// Sends `container`'s lines; with `follow`, re-attaches after the
@@ -242,8 +216,8 @@ async fn stream(
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
-                    if last.is_none() {
-                        let _ = tx.send(Event::Failed(e.to_string())).await;
+                    if last.is_none() || matches!(e, DockerError::Unreachable { .. }) {
+                        let _ = tx.send(Event::Failed(e)).await;
                         return;
                     }
                     break;
@@ -273,10 +247,13 @@ async fn stream(
         // again, then pick up after the last line sent.
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            if let Ok(info) = engine.inspect(&container).await {
-                if info.state.and_then(|s| s.running) == Some(true) {
-                    break;
+            match engine.observe(&container).await {
+                Ok(observed) if observed.is_running() => break,
+                Err(e @ DockerError::Unreachable { .. }) => {
+                    let _ = tx.send(Event::Failed(e)).await;
+                    return;
                 }
+                _ => {}
             }
         }
         tail = None;
@@ -284,28 +261,9 @@ async fn stream(
     }
 }
 
-/// For `--since`: turns the argument into unix seconds.
-fn since_arg(text: &str) -> Result<i64, String> {
-    parse_since(text, Utc::now())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn since_reads_durations_times_and_seconds() {
-        let now = DateTime::parse_from_rfc3339("2026-11-27T12:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        assert_eq!(parse_since("10m", now), Ok(now.timestamp() - 600));
-        assert_eq!(
-            parse_since("2026-11-27T11:00:00Z", now),
-            Ok(now.timestamp() - 3600)
-        );
-        assert_eq!(parse_since("1700000000", now), Ok(1_700_000_000));
-        assert!(parse_since("yesterday", now).is_err());
-    }
 
     #[test]
     fn a_task_filter_keeps_only_json_lines_about_that_task() {
@@ -337,19 +295,6 @@ mod tests {
             id
         ));
         assert!(!is_in_trace(r#"{"message":"no trace"}"#, id));
-    }
-
-    #[test]
-    fn a_trace_is_named_by_its_id_or_by_the_traceparent_api_answered() {
-        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(trace_arg(id).as_deref(), Ok(id));
-        assert_eq!(trace_arg(&id.to_uppercase()).as_deref(), Ok(id));
-        assert_eq!(
-            trace_arg(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
-            Ok(id)
-        );
-        let error = trace_arg("abc").unwrap_err();
-        assert!(error.contains("32 hex digits"), "{error}");
     }
 
     #[test]

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use comfy_table::{presets::UTF8_BORDERS_ONLY, CellAlignment, Table};
 
-use crate::commands::verify::{project, Published};
+use crate::compose::Project;
 use crate::printer::{Output, Printer};
-use crate::verify::{self, spec, CouldNotRun};
+use crate::stack::Published;
+use crate::verify::{self, plan, spec, CouldNotRun};
 use crate::ExitStatus;
 
 /// Show the services' current metrics: each series and its value.
@@ -26,7 +27,7 @@ pub struct Args {
     pub pattern: Option<String>,
     /// Where a service's metrics are: SERVICE=URL (repeatable), instead of
     /// finding them on the stack.
-    #[arg(long, value_parser = verify::parse_target)]
+    #[arg(long, value_parser = crate::parse::target)]
     pub target: Vec<(String, String)>,
 }
 
@@ -34,14 +35,19 @@ pub async fn run(args: Args, file: Option<&Path>, printer: &Printer) -> anyhow::
     let spec = spec::Spec::parse(spec::EMBEDDED).map_err(CouldNotRun)?;
     let mut hints = BTreeMap::new();
     let mut urls = if args.target.is_empty() {
-        let project = project(file)?.ok_or_else(|| {
+        let project = Project::discover(file)?.ok_or_else(|| {
             CouldNotRun(
                 "no compose/docker-compose.yml here or in a parent folder: pass --file, or --target SERVICE=URL".into(),
             )
         })?;
-        let published = Published::find(&project, "metrics", printer).await;
-        hints = published.scrape_hints(&project, &spec);
-        published.targets(&project, &spec)?
+        let published = Published::find(&project).await;
+        if !published.engine_answered() {
+            printer.status(
+                "metrics: Docker is not reachable; using the ports the compose file publishes",
+            );
+        }
+        hints = plan::scrape_hints(&project, &published, &spec);
+        plan::stack_targets(&project, &published, &spec)?
     } else {
         args.target.into_iter().collect()
     };

@@ -4,6 +4,7 @@ use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use serde::Serialize;
 
 use crate::compose::Project;
+use crate::docker::state::{Health, Status};
 use crate::docker::Engine;
 use crate::health;
 use crate::printer::{Output, Printer};
@@ -42,27 +43,35 @@ pub async fn rows(
             .remove(service)
             .and_then(|list| list.into_iter().next());
         let container = found.as_ref().map(|f| f.name.clone());
-        let (state, health) = match &container {
+        let (status, health) = match &container {
             Some(name) => {
-                let (s, _, _) = health::state(engine, name).await?;
-                let checked_now = s.health == "starting"
-                    && s.status == "running"
-                    && health::passes_own_check(engine, &project.services[service], name).await;
-                let health = if checked_now {
-                    "healthy".to_string()
-                } else if matches!(s.status.as_str(), "exited" | "dead" | "created") {
-                    // The engine keeps the last verdict of a stopped
-                    // container ("unhealthy"): it says nothing now.
-                    String::new()
-                } else {
-                    s.health
+                let observed = engine.observe(name).await?;
+                let health = match observed.current_health() {
+                    Some(Health::Starting)
+                        if observed.is_running()
+                            && health::passes_own_check(
+                                engine,
+                                &project.services[service],
+                                name,
+                            )
+                            .await =>
+                    {
+                        Some(Health::Healthy)
+                    }
+                    other => other,
                 };
-                (s.status, health)
+                (observed.status, health)
             }
-            None => ("not created".to_string(), String::new()),
+            None => (None, None),
         };
+        let state = match (&container, status) {
+            (None, _) => "not created".to_string(),
+            (Some(_), Some(status)) => status.to_string(),
+            (Some(_), None) => "unknown".to_string(),
+        };
+        let health = health.map(|h| h.to_string()).unwrap_or_default();
         let published = found
-            .filter(|_| state == "running")
+            .filter(|_| status == Some(Status::Running))
             .map(|f| f.ports)
             .unwrap_or_default();
         let urls = stack::urls(&project.services[service], &published);

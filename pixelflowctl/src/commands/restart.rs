@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(required = true)]
     pub services: Vec<String>,
     /// How long to wait for each service to become healthy.
-    #[arg(long, default_value = "180s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "180s", value_parser = crate::parse::duration)]
     pub timeout: Duration,
 }
 

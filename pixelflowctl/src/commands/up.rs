@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::future::{join_all, BoxFuture, FutureExt, Shared};
 
-use crate::compose::{config_hash, start_order, Condition, PortMapping, Project};
+use crate::compose::{config_hash, start_order, Condition, Project};
 use crate::docker::Engine;
 use crate::printer::Printer;
 use crate::stack::Found;
@@ -40,7 +40,7 @@ pub struct Args {
     pub without: Vec<String>,
     /// How long to wait for each service to become healthy (builds and
     /// pulls do not count).
-    #[arg(long, default_value = "180s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "180s", value_parser = crate::parse::duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub source: images::SourceArgs,
@@ -59,9 +59,34 @@ enum Action {
     Recreated,
 }
 
-/// A service's progress, shared by those that depend on it: an empty error
-/// means "failed, and said so itself".
-type Milestone<'a> = Shared<BoxFuture<'a, Result<(), String>>>;
+/// A service's progress, shared by those that depend on it. A service that
+/// failed keeps its error (with its whole chain, for the exit code) in the
+/// run's [`Failures`]; its dependents see only that it failed.
+type Milestone<'a> = Shared<BoxFuture<'a, Result<(), Failed>>>;
+
+/// A milestone not reached: the service's own error is in [`Failures`].
+#[derive(Debug, Clone, Copy)]
+struct Failed;
+
+/// Each failed service's error, in start order.
+#[derive(Default)]
+struct Failures(std::sync::Mutex<Vec<(usize, anyhow::Error)>>);
+
+impl Failures {
+    fn record(&self, position: usize, error: anyhow::Error) -> Failed {
+        if let Ok(mut errors) = self.0.lock() {
+            errors.push((position, error));
+        }
+        Failed
+    }
+
+    /// The error of the first service in start order that failed.
+    fn first(self) -> Option<anyhow::Error> {
+        let mut errors = self.0.into_inner().ok()?;
+        errors.sort_by_key(|(position, _)| *position);
+        errors.into_iter().next().map(|(_, e)| e)
+    }
+}
 
 pub async fn run(
     engine: &Engine,
@@ -115,9 +140,11 @@ pub async fn run(
     let existing = stack::containers(engine, project).await?;
 
     let order: Vec<String> = start_order(&subset)?.into_iter().flatten().collect();
+    let collected = Failures::default();
+    let failures = &collected;
     let mut started_at: HashMap<String, Milestone<'_>> = HashMap::new();
     let mut healthy_at: HashMap<String, Milestone<'_>> = HashMap::new();
-    for name in &order {
+    for (position, name) in order.iter().enumerate() {
         let waits: Vec<Milestone<'_>> = project.services[name]
             .depends_on
             .iter()
@@ -133,17 +160,18 @@ pub async fn run(
         let hash = config_hash(&project.services[name], &ids[name]);
         let current = existing.get(name).and_then(|list| list.first()).cloned();
         let timeout = args.timeout;
-        let (tell_started, on_started) = futures::channel::oneshot::channel::<Result<(), String>>();
+        let (tell_started, on_started) = futures::channel::oneshot::channel::<Result<(), Failed>>();
         let healthy = async move {
             let mut tell_started = Some(tell_started);
+            let own = |e: anyhow::Error| failures.record(position, e);
             let result = async {
                 for wait in waits {
                     // The dependency's own error is reported once, by itself.
-                    wait.await.map_err(|_| String::new())?;
+                    wait.await?;
                 }
                 let (action, container) = bring_up(engine, project, name, hash, current)
                     .await
-                    .map_err(|e| format!("{e:#}"))?;
+                    .map_err(own)?;
                 if let Some(tell) = tell_started.take() {
                     let _ = tell.send(Ok(()));
                 }
@@ -151,7 +179,7 @@ pub async fn run(
                 let waited =
                     health::wait(engine, name, &project.services[name], &container, timeout).await;
                 bar.finish_and_clear();
-                waited.map_err(|e| format!("{e:#}"))?;
+                waited.map_err(own)?;
                 let verb = match action {
                     Action::Unchanged => "unchanged",
                     Action::Started => "started",
@@ -163,13 +191,13 @@ pub async fn run(
             }
             .await;
             if let (Some(tell), Err(_)) = (tell_started, &result) {
-                let _ = tell.send(Err(String::new()));
+                let _ = tell.send(Err(Failed));
             }
             result
         }
         .boxed()
         .shared();
-        let on_started = async move { on_started.await.unwrap_or(Err(String::new())) }
+        let on_started = async move { on_started.await.unwrap_or(Err(Failed)) }
             .boxed()
             .shared();
         started_at.insert(name.clone(), on_started);
@@ -177,12 +205,11 @@ pub async fn run(
     }
     // Driving every service's healthy milestone drives its start too.
     let results = join_all(order.iter().map(|n| healthy_at[n].clone())).await;
-    if let Some(error) = results
-        .into_iter()
-        .filter_map(Result::err)
-        .find(|e| !e.is_empty())
-    {
-        anyhow::bail!(error);
+    drop((started_at, healthy_at));
+    if results.iter().any(Result::is_err) {
+        return Err(collected
+            .first()
+            .unwrap_or_else(|| anyhow::anyhow!("a service failed without saying why")));
     }
     printer.status(format!("up in {:.1}s", started.elapsed().as_secs_f64()));
     commands::ps::show(engine, project, &wanted, printer).await?;
@@ -211,7 +238,7 @@ async fn bring_up(
 ) -> anyhow::Result<(Action, String)> {
     match existing {
         Some(found) if found.hash == hash => {
-            if found.state == "running" {
+            if found.is_running() {
                 Ok((Action::Unchanged, found.name))
             } else {
                 start(engine, project, name, &found.name).await?;
@@ -304,7 +331,6 @@ async fn start(
         .ports
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, PortMapping::parse(p).ok()?)))
         .filter_map(|(i, p)| {
             let port = p.host_port?;
             let ip = p.host_ip.as_deref().unwrap_or("0.0.0.0");

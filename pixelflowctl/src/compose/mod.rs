@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 pub use interpolate::{interpolate, InterpolationError};
-pub use model::{Condition, Service};
+pub use model::{Condition, PortMapping, RestartPolicy, Service};
 pub use order::{start_order, OrderError};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +91,32 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The compose file a command works on: `file` when given, else
+/// compose/docker-compose.yml in the current folder or its nearest parent
+/// with one, else in the folder of the pixelflowctl binary or a parent (a
+/// `target/debug/pixelflowctl` run from elsewhere still finds its
+/// checkout).
+pub fn discover(file: Option<&Path>) -> Option<PathBuf> {
+    if let Some(file) = file {
+        return Some(file.to_path_buf());
+    }
+    let find = |start: PathBuf| {
+        start
+            .ancestors()
+            .map(|dir| dir.join("compose").join("docker-compose.yml"))
+            .find(|f| f.is_file())
+    };
+    let cwd = std::env::current_dir().ok();
+    let exe = std::env::current_exe().ok();
+    [cwd, exe].into_iter().flatten().find_map(find)
+}
+
 impl Project {
+    /// The project of [`discover`]'s file, if there is one.
+    pub fn discover(file: Option<&Path>) -> Result<Option<Self>, ComposeError> {
+        discover(file).map(|f| Self::load(&f)).transpose()
+    }
+
     /// Loads `file`, with variables from the process environment first and
     /// `.env` beside the file second, as compose resolves them.
     pub fn load(file: &Path) -> Result<Self, ComposeError> {
@@ -140,7 +165,12 @@ impl Project {
         if let serde_yaml::Value::Mapping(m) = &mut value {
             m.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
         }
-        let compose: model::ComposeFile = serde_yaml::from_value(value).map_err(parse_error)?;
+        let compose: model::ComposeFile =
+            serde_path_to_error::deserialize(value).map_err(|e| ComposeError::Parse {
+                path: path.clone(),
+                location: String::new(),
+                message: format!("{}: {}", e.path(), e.inner()),
+            })?;
         let dir = file
             .parent()
             .map(Path::to_path_buf)
@@ -185,28 +215,12 @@ impl Project {
                     return Err(invalid(name, format!("depends on unknown service {dep:?}")));
                 }
             }
-            for port in &service.ports {
-                PortMapping::parse(port).map_err(|e| invalid(name, e))?;
-            }
             for network in &service.networks {
                 if !self.networks.contains(network) {
                     return Err(invalid(
                         name,
                         format!("uses undeclared network {network:?}"),
                     ));
-                }
-            }
-            if let Some(d) = &service.stop_grace_period {
-                model::duration_ns(d)
-                    .map_err(|e| invalid(name, format!("stop_grace_period: {e}")))?;
-            }
-            if let Some(h) = &service.healthcheck {
-                for d in [&h.interval, &h.timeout, &h.start_period]
-                    .into_iter()
-                    .flatten()
-                {
-                    model::duration_ns(d)
-                        .map_err(|e| invalid(name, format!("healthcheck: {e}")))?;
                 }
             }
         }
@@ -331,38 +345,6 @@ impl Project {
     }
 }
 
-/// A short-syntax port: `[ip:]host:container[/proto]` or `container`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortMapping {
-    pub host_ip: Option<String>,
-    pub host_port: Option<u16>,
-    pub container_port: u16,
-    pub protocol: String,
-}
-
-impl PortMapping {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (spec, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
-        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-        let port = |s: &str| {
-            s.parse::<u16>()
-                .map_err(|_| format!("bad port {s:?} in {text:?}"))
-        };
-        let (host_ip, host_port, container) = match parts.as_slice() {
-            [c] => (None, None, port(c)?),
-            [c, h] => (None, Some(port(h)?), port(c)?),
-            [c, h, ip] => (Some(ip.to_string()), Some(port(h)?), port(c)?),
-            _ => return Err(format!("bad port mapping {text:?}")),
-        };
-        Ok(Self {
-            host_ip,
-            host_port,
-            container_port: container,
-            protocol: protocol.to_string(),
-        })
-    }
-}
-
 fn interpolate_all(
     value: &mut serde_yaml::Value,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -450,7 +432,7 @@ mod tests {
         let text = "x-base: &base\n  restart: always\n  environment: &env\n    A: '1'\nservices:\n  s:\n    <<: *base\n    image: i\n    environment:\n      <<: *env\n      B: '2'\n";
         let project = parse(text, &[]).expect("parses");
         let s = &project.services["s"];
-        assert_eq!(s.restart.as_deref(), Some("always"));
+        assert_eq!(s.restart, Some(RestartPolicy::Always));
         assert_eq!(
             (s.environment["A"].as_str(), s.environment["B"].as_str()),
             ("1", "2")

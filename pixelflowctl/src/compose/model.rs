@@ -1,10 +1,14 @@
 //! The typed subset of the compose format the stack uses. Keys outside it
 //! are kept in `unsupported` so `up` can say what it ignores rather than
-//! drop it silently.
+//! drop it silently. Values are parsed here, once: ports into
+//! [`PortMapping`], durations into `Duration`, the restart policy into
+//! [`RestartPolicy`]; a value the format does not allow is an error naming
+//! it, never a default.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct ComposeFile {
@@ -37,8 +41,8 @@ pub struct Service {
     pub entrypoint: Option<Words>,
     #[serde(default, deserialize_with = "environment")]
     pub environment: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "strings")]
-    pub ports: Vec<String>,
+    #[serde(default, deserialize_with = "port_mappings")]
+    pub ports: Vec<PortMapping>,
     #[serde(default, deserialize_with = "strings")]
     pub volumes: Vec<String>,
     #[serde(default, deserialize_with = "names")]
@@ -48,12 +52,12 @@ pub struct Service {
     #[serde(default)]
     pub healthcheck: Option<Healthcheck>,
     #[serde(default)]
-    pub restart: Option<String>,
+    pub restart: Option<RestartPolicy>,
     #[serde(default, deserialize_with = "strings")]
     pub profiles: Vec<String>,
     /// How long the service may take to stop after its stop signal.
-    #[serde(default)]
-    pub stop_grace_period: Option<String>,
+    #[serde(default, with = "compose_duration")]
+    pub stop_grace_period: Option<Duration>,
     #[serde(default)]
     pub stop_signal: Option<String>,
     #[serde(flatten, skip_serializing)]
@@ -120,18 +124,179 @@ pub enum Condition {
     ServiceCompletedSuccessfully,
 }
 
+/// `restart:`, as compose spells it; anything else is refused by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    Always,
+    UnlessStopped,
+    /// `on-failure`, or `on-failure:N` with at most N restarts.
+    OnFailure {
+        max_retries: Option<u32>,
+    },
+}
+
+impl RestartPolicy {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "no" => Self::No,
+            "always" => Self::Always,
+            "unless-stopped" => Self::UnlessStopped,
+            "on-failure" => Self::OnFailure { max_retries: None },
+            other => match other.strip_prefix("on-failure:") {
+                Some(n) => Self::OnFailure {
+                    max_retries: Some(n.parse().map_err(|_| {
+                        format!("restart: bad retry count in {other:?}")
+                    })?),
+                },
+                None => {
+                    return Err(format!(
+                        "restart: unknown policy {other:?}; compose allows no, always, on-failure[:N] and unless-stopped"
+                    ))
+                }
+            },
+        })
+    }
+
+    fn text(self) -> String {
+        match self {
+            Self::No => "no".into(),
+            Self::Always => "always".into(),
+            Self::UnlessStopped => "unless-stopped".into(),
+            Self::OnFailure { max_retries: None } => "on-failure".into(),
+            Self::OnFailure {
+                max_retries: Some(n),
+            } => format!("on-failure:{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RestartPolicy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // YAML 1.1 readers take a bare `no` for false; compose means "no".
+        let text = match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::Bool(false) => "no".to_string(),
+            serde_yaml::Value::String(s) => s,
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "restart: expected a policy name, got {other:?}"
+                )))
+            }
+        };
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for RestartPolicy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text())
+    }
+}
+
+/// A short-syntax port: `[ip:]host:container[/proto]` or `container`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_ip: Option<String>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+impl PortMapping {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (spec, protocol) = text.split_once('/').unwrap_or((text, "tcp"));
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        let port = |s: &str| {
+            s.parse::<u16>()
+                .map_err(|_| format!("bad port {s:?} in {text:?}"))
+        };
+        let (host_ip, host_port, container) = match parts.as_slice() {
+            [c] => (None, None, port(c)?),
+            [c, h] => (None, Some(port(h)?), port(c)?),
+            [c, h, ip] => (Some(ip.to_string()), Some(port(h)?), port(c)?),
+            _ => return Err(format!("bad port mapping {text:?}")),
+        };
+        Ok(Self {
+            host_ip,
+            host_port,
+            container_port: container,
+            protocol: protocol.to_string(),
+        })
+    }
+
+    /// The engine's key for the container side: `8080/tcp`.
+    pub fn container_key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol)
+    }
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(ip) = &self.host_ip {
+            write!(f, "{ip}:")?;
+        }
+        if let Some(host) = self.host_port {
+            write!(f, "{host}:")?;
+        }
+        write!(f, "{}", self.container_port)?;
+        if self.protocol != "tcp" {
+            write!(f, "/{}", self.protocol)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for PortMapping {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `ports:`: short-syntax mappings, strings or bare numbers.
+fn port_mappings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PortMapping>, D::Error> {
+    strings(d)?
+        .iter()
+        .map(|p| PortMapping::parse(p).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// Compose durations (`1m30s`) as `Option<Duration>`, written back in
+/// nanoseconds (`1500000000ns`) so a config hash stays exact.
+mod compose_duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<serde_yaml::Value>::deserialize(d)? {
+            None | Some(serde_yaml::Value::Null) => Ok(None),
+            Some(serde_yaml::Value::String(text)) => {
+                duration(&text).map(Some).map_err(serde::de::Error::custom)
+            }
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "expected a duration such as 10s or 1m30s, got {other:?}"
+            ))),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_str(&format!("{}ns", d.as_nanos())),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Healthcheck {
     #[serde(default)]
     pub test: Option<Words>,
-    #[serde(default)]
-    pub interval: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<String>,
+    #[serde(default, with = "compose_duration")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "compose_duration")]
+    pub timeout: Option<Duration>,
     #[serde(default)]
     pub retries: Option<i64>,
-    #[serde(default)]
-    pub start_period: Option<String>,
+    #[serde(default, with = "compose_duration")]
+    pub start_period: Option<Duration>,
     #[serde(default)]
     pub disable: Option<bool>,
 }
@@ -246,15 +411,9 @@ fn depends_on<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Condit
     })
 }
 
-/// A compose duration as a `Duration`; `None` when it is not one (or is
-/// negative).
-pub fn duration(text: &str) -> Option<std::time::Duration> {
-    let ns = u64::try_from(duration_ns(text).ok()?).ok()?;
-    Some(std::time::Duration::from_nanos(ns))
-}
-
-/// A compose duration (`1m30s`, `2s`, `500ms`, `1h`) in nanoseconds.
-pub fn duration_ns(text: &str) -> Result<i64, String> {
+/// A compose duration (`1m30s`, `2s`, `500ms`, `1h`): the one parser of
+/// durations written as compose and Prometheus write them.
+pub fn duration(text: &str) -> Result<Duration, String> {
     let mut total: f64 = 0.0;
     let mut number = String::new();
     let mut chars = text.trim().chars().peekable();
@@ -293,7 +452,7 @@ pub fn duration_ns(text: &str) -> Result<i64, String> {
     if !number.is_empty() {
         return Err(format!("duration {text:?} lacks a unit"));
     }
-    Ok(total as i64)
+    Ok(Duration::from_nanos(total as u64))
 }
 
 #[cfg(test)]
@@ -302,11 +461,47 @@ mod tests {
 
     #[test]
     fn durations_read_like_compose_writes_them() {
-        assert_eq!(duration_ns("2s"), Ok(2_000_000_000));
-        assert_eq!(duration_ns("1m30s"), Ok(90_000_000_000));
-        assert_eq!(duration_ns("500ms"), Ok(500_000_000));
-        assert!(duration_ns("10").is_err());
-        assert!(duration_ns("3 days").is_err());
+        assert_eq!(duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(duration("10").is_err());
+        assert!(duration("3 days").is_err());
+    }
+
+    #[test]
+    fn restart_policies_parse_and_an_unknown_one_is_refused() {
+        let service = |restart: &str| {
+            serde_yaml::from_str::<Service>(&format!("image: i\nrestart: {restart}\n"))
+                .map(|s| s.restart)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(service("always"), Ok(Some(RestartPolicy::Always)));
+        assert_eq!(service("\"no\""), Ok(Some(RestartPolicy::No)));
+        assert_eq!(
+            service("on-failure:3"),
+            Ok(Some(RestartPolicy::OnFailure {
+                max_retries: Some(3)
+            }))
+        );
+        let err = service("sometimes").unwrap_err();
+        assert!(err.contains("unknown policy \"sometimes\""), "{err}");
+    }
+
+    #[test]
+    fn bad_ports_and_durations_are_refused_where_they_are_read() {
+        let err = serde_yaml::from_str::<Service>("image: i\nports: [\"x:80\"]\n").unwrap_err();
+        assert!(err.to_string().contains("bad port \"x\""), "{err}");
+        let err =
+            serde_yaml::from_str::<Service>("image: i\nstop_grace_period: soon\n").unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+        let s: Service =
+            serde_yaml::from_str("image: i\nhealthcheck: { interval: 2s, timeout: 1m30s }\n")
+                .expect("parses");
+        let h = s.healthcheck.expect("healthcheck");
+        assert_eq!(
+            (h.interval, h.timeout),
+            (Some(Duration::from_secs(2)), Some(Duration::from_secs(90)))
+        );
     }
 
     #[test]
@@ -329,7 +524,8 @@ services:
         assert_eq!(a.environment["A"], "1");
         assert_eq!(a.environment["B"], "");
         assert_eq!(a.depends_on["b"], Condition::ServiceStarted);
-        assert_eq!(a.ports, ["8080", "9090:9090"]);
+        let ports: Vec<String> = a.ports.iter().map(ToString::to_string).collect();
+        assert_eq!(ports, ["8080", "9090:9090"]);
         let b = &file.services["b"];
         assert_eq!(b.environment["C"], "3");
         assert_eq!(b.environment["E"], "true");

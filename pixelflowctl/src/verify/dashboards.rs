@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::prometheus::{get_json, query};
 use super::report::Check;
 
-const COMPONENT: &str = "dashboards";
+const COMPONENT: &str = super::Component::Dashboards.name();
 
 /// A dashboard file: its uid and how many panels it has.
 pub struct Dashboard {

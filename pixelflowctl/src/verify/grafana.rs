@@ -27,9 +27,15 @@ pub struct Grafana {
     pub password: String,
 }
 
-const COMPONENT: &str = "grafana";
+const COMPONENT: &str = super::Component::Grafana.name();
 
-pub async fn checks(http: &reqwest::Client, grafana: &Grafana, dashboards: &Path) -> Vec<Check> {
+/// Grafana's health, its datasources, and, given the project's dashboards,
+/// that each is provisioned with its panels.
+pub async fn checks(
+    http: &reqwest::Client,
+    grafana: &Grafana,
+    dashboards: Option<&Path>,
+) -> Vec<Check> {
     let mut out = Vec::new();
     let health_url = format!("{}/api/health", grafana.url);
     let health = match http.get(&health_url).send().await {
@@ -89,6 +95,9 @@ pub async fn checks(http: &reqwest::Client, grafana: &Grafana, dashboards: &Path
         status == Some(StatusCode::OK) && body["type"] == "jaeger",
     ));
 
+    let Some(dashboards) = dashboards else {
+        return out;
+    };
     match super::dashboards::load(dashboards) {
         Err(e) => out.push(Check::new(
             COMPONENT,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::report::Check;
 
-const COMPONENT: &str = "jaeger";
+const COMPONENT: &str = super::Component::Jaeger.name();
 
 /// The span the flow's upload starts the trace with.
 const UPLOAD: (&str, &str) = ("api", "POST /api/upload");
@@ -263,18 +263,25 @@ fn judge(trace_id: &str, trace: &Trace) -> Vec<Check> {
         .iter()
         .find(|s| service_of(s) == "worker" && is_consumer(s));
     let hop = |what: &str, from: Option<&Span>, name: String| {
-        let actual = match (from, upload) {
-            (None, _) => format!("no {name} span"),
-            (_, None) => format!("no {} span of {}", UPLOAD.1, UPLOAD.0),
-            (Some(span), Some(upload)) if descends(span, upload) => "its descendant".to_string(),
-            (Some(_), Some(_)) => "not its descendant".to_string(),
+        let (joins, actual) = match (from, upload) {
+            (None, _) => (false, format!("no {name} span")),
+            (_, None) => (false, format!("no {} span of {}", UPLOAD.1, UPLOAD.0)),
+            (Some(span), Some(upload)) => {
+                let joins = descends(span, upload);
+                let actual = if joins {
+                    "its descendant"
+                } else {
+                    "not its descendant"
+                };
+                (joins, actual.to_string())
+            }
         };
         Check::new(
             COMPONENT,
             what,
             format!("{name} descends from {}'s {}", UPLOAD.0, UPLOAD.1),
-            actual.clone(),
-            actual == "its descendant",
+            actual,
+            joins,
         )
     };
     out.push(hop(

@@ -1,53 +1,61 @@
-//! `pixelflowctl verify`: typed expectations on every service's metrics, a
-//! real flow with exact deltas, then one module per further component
-//! (Prometheus, the dashboards, Grafana), each a list of checks. A
-//! component that is part of the run and does not answer fails; only the
-//! user can skip one.
+//! `pixelflowctl verify`: a [`Plan`] decided first, then one stage each:
+//! before the flow (Prometheus has scraped every target once), the flow
+//! with its settling (pixelflow-verify's), the services' scrapes, then one
+//! module per further component (Prometheus, the dashboards, Grafana,
+//! Jaeger), and the report. A component that is part of the run and does
+//! not answer fails; only the user can skip one.
 
 mod dashboards;
 mod grafana;
 mod jaeger;
+pub mod plan;
 mod prometheus;
 
 // The service checks, the flow and the report are pixelflow-verify's, shared
 // with the services' own tests and the end-to-end tests.
 pub use pixelflow_verify::spec;
-use pixelflow_verify::{checks, exposition, flow, report};
+use pixelflow_verify::{checks, exposition, flow, report, scrape, sense};
 
 pub use grafana::Grafana;
+pub use plan::{Checked, Component, Hints, Plan};
 pub use prometheus::Promised;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::ProgressBar;
 
 use crate::printer::{Output, Printer};
-use exposition::Exposition;
+use pixelflow_verify::{ScrapeError, Scrapes};
 pub(crate) use report::{Check, Outcome};
 
-pub struct Options {
-    pub spec: spec::Spec,
-    /// Where each service's metrics are, for the services to check: all of
-    /// the spec's on a stack, the named ones with `--target`.
-    pub targets: BTreeMap<String, String>,
-    pub flow: bool,
-    pub flow_timeout: Duration,
-    pub prometheus: Component<String>,
-    /// What the project's Prometheus configuration promises.
-    pub promised: prometheus::Promised,
-    pub dashboards: Component<PathBuf>,
-    pub grafana: Component<Grafana>,
-    /// Jaeger's base URL (query API and UI).
-    pub jaeger: Component<String>,
-    /// How long Jaeger may take to hold the flow's whole trace.
-    pub trace_timeout: Duration,
-    pub junit: Option<PathBuf>,
-    /// By component or service, what to do about its container that is
-    /// not running: added to a component's failing rows (how to leave it
-    /// out) and to a service's failed scrape (bring the stack up).
-    pub hints: BTreeMap<String, String>,
+/// verify could not run at all: a target did not answer, the spec is bad.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CouldNotRun(pub String);
+
+/// How a run ended, counted from its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Verdict {
+    fn of(checks: &[Check]) -> Self {
+        let (passed, failed, skipped) = report::counts(checks);
+        Self {
+            passed,
+            failed,
+            skipped,
+        }
+    }
+
+    pub fn all_passed(self) -> bool {
+        self.failed == 0
+    }
 }
 
 /// What the flow left for the trace check.
@@ -58,61 +66,28 @@ enum FlowTrace {
     Done(Option<String>),
 }
 
-/// Whether a component is checked, and where, or why not.
-#[derive(Debug, Clone)]
-pub enum Component<T> {
-    Check(T),
-    /// The user asked to skip it (the text says how).
-    Skipped(String),
-    /// Not part of this run (the text says why): a stack without it, or
-    /// `--target` naming only services.
-    Absent(String),
+/// A client that waits `timeout` for each answer.
+fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("cannot build the HTTP client")
 }
 
-impl<T> Component<T> {
-    /// The rows for a component that is not checked.
-    fn rows(&self, name: &str) -> Option<Check> {
-        match self {
-            Component::Check(_) => None,
-            Component::Skipped(why) => Some(Check::skip(name, "all checks", why.clone())),
-            Component::Absent(why) => Some(Check::skip(name, "all checks", why.clone())),
-        }
-    }
+/// How long a scrape may take before it fails as not answering: beyond
+/// Prometheus' own `scrape_timeout`, so that a slow answer is measured and
+/// judged (Prometheus marks the target down), not lost.
+fn patience(scrape_timeout: Duration) -> Duration {
+    scrape_timeout + Duration::from_secs(5)
 }
 
-/// verify could not run at all: a target did not answer, the spec is bad.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CouldNotRun(pub String);
-
-pub fn parse_target(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(s, u)| (s.to_string(), u.to_string()))
-        .filter(|(s, u)| !s.is_empty() && u.starts_with("http"))
-        .ok_or_else(|| format!("--target {text:?}: expected SERVICE=http://host:port/metrics"))
-}
-
-/// Scrapes every service at once. A failure adds the service's hint, if
-/// `hints` has one (its container is not running).
-async fn scrape_all(
-    http: &reqwest::Client,
-    urls: &BTreeMap<String, String>,
-    hints: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, Exposition>, CouldNotRun> {
-    let scrapes = futures::future::join_all(urls.iter().map(|(service, url)| async move {
-        let text = async { http.get(url).send().await?.error_for_status()?.text().await }
-            .await
-            .map_err(|e| {
-                let hint = hints
-                    .get(service)
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-                CouldNotRun(format!("cannot scrape {service} at {url}: {e}{hint}"))
-            })?;
-        Ok::<_, CouldNotRun>((service.clone(), Exposition::parse(&text)))
-    }))
-    .await;
-    scrapes.into_iter().collect()
+/// A failed scrape, with what to do about a container that is not running.
+fn could_not_run(error: ScrapeError, hints: &BTreeMap<String, String>) -> CouldNotRun {
+    let hint = hints
+        .get(&error.service)
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+    CouldNotRun(format!("{error}{hint}"))
 }
 
 /// One series and its current value, for `pixelflowctl metrics`.
@@ -131,15 +106,14 @@ pub async fn series(
     urls: &BTreeMap<String, String>,
     pattern: Option<&str>,
     hints: &BTreeMap<String, String>,
-) -> Result<Vec<SeriesValue>, CouldNotRun> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| CouldNotRun(e.to_string()))?;
-    let scrapes = scrape_all(&http, urls, hints).await?;
+) -> anyhow::Result<Vec<SeriesValue>> {
+    let timeout = patience(scrape::DEFAULT_SCRAPE_TIMEOUT);
+    let scrapes = scrape::scrape_all(&client(timeout)?, urls)
+        .await
+        .map_err(|e| could_not_run(e, hints))?;
     let mut out = Vec::new();
-    for (service, exposition) in scrapes {
-        for (name, family) in &exposition.families {
+    for (service, scrape) in scrapes {
+        for (name, family) in &scrape.exposition.families {
             let kind = family.kind.clone().unwrap_or_else(|| "untyped".into());
             let named = |suffix: &str, series: &exposition::Series| {
                 let labels: Vec<String> = series
@@ -185,186 +159,222 @@ pub async fn series(
     Ok(out)
 }
 
-/// Runs every check; returns whether all passed.
-pub async fn run(options: Options, printer: &Printer) -> anyhow::Result<bool> {
-    let spec = &options.spec;
-    for service in options.targets.keys() {
-        if !spec.services.contains_key(service) {
+/// Carries `plan` out; returns the verdict, the report printed.
+pub async fn run(plan: Plan, printer: &Printer) -> anyhow::Result<Verdict> {
+    for service in plan.targets.keys() {
+        if !plan.spec.services.contains_key(service) {
             return Err(CouldNotRun(format!(
                 "--target {service}: the spec has no such service (it has {})",
-                spec.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                plan.spec
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
             .into());
         }
     }
-    let urls = options.targets.clone();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http = client(patience(plan.promised.scrape_timeout))?;
     let bar = printer.spinner("scraping".into());
-    let mut checks = Vec::new();
-    if let (true, Component::Check(url)) = (options.flow, &options.prometheus) {
-        bar.set_message("waiting for Prometheus to scrape every target once before the flow");
-        checks.extend(prometheus::scraped_before_flow(&http, url, &options.promised).await);
-    }
-    let before = scrape_all(&http, &urls, &options.hints).await?;
-    let mut flow_trace = FlowTrace::NotRun;
-    let after = if options.flow {
-        let targets = flow::Targets::from_urls(&urls)?;
-        match flow::run(&http, &targets, options.flow_timeout, &|m: &str| {
-            bar.set_message(m.to_string())
-        })
-        .await
-        {
-            Ok(done) => {
-                flow_trace = FlowTrace::Done(done.trace_id.clone());
-                // The worker counts its success just after storing it.
-                let wait = Duration::from_secs(10);
-                bar.set_message("waiting for the worker's counters");
-                let started = Instant::now();
-                let after = loop {
-                    let after = scrape_all(&http, &urls, &options.hints).await?;
-                    let moved = |e: &BTreeMap<String, Exposition>| {
-                        e.get("worker")
-                            .and_then(|w| {
-                                w.value("worker_tasks_processed_total", &[("status", "success")])
-                            })
-                            .unwrap_or(0.0)
-                    };
-                    let idle = after
-                        .get("worker")
-                        .and_then(|w| w.value("worker_active_processing_tasks", &[]))
-                        == Some(0.0);
-                    if !urls.contains_key("worker") || (moved(&after) > moved(&before) && idle) {
-                        break after;
-                    }
-                    if started.elapsed() > wait {
-                        checks.push(Check::new(
-                            "worker",
-                            "flow: the worker counted the task",
-                            format!("counted and idle within {wait:?}"),
-                            format!("not after waiting {wait:?}"),
-                            false,
-                        ));
-                        break after;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                };
-                checks.extend(flow::checks(spec, &before, &after, &done));
-                after
-            }
-            Err(e) => {
-                flow_trace = FlowTrace::Failed;
-                checks.push(Check::new(
-                    "flow",
-                    "register, login, upload, process",
-                    "the task COMPLETED",
-                    format!("{e:#}"),
-                    false,
-                ));
-                scrape_all(&http, &urls, &options.hints).await?
-            }
+    let mut checks = before_flow(&plan, &http, &bar).await;
+    let (after, flow_trace, flow_rows) = the_flow(&plan, &http, &bar).await?;
+    checks.extend(flow_rows);
+    checks.extend(services(&plan, &after));
+    checks.extend(prometheus_stage(&plan, &http, &bar).await);
+    checks.extend(dashboards_stage(&plan, &http, &bar).await);
+    checks.extend(grafana_stage(&plan, &http, &bar).await);
+    checks.extend(jaeger_stage(&plan, &http, &bar, flow_trace).await);
+    bar.finish_and_clear();
+    add_hints(&mut checks, &plan);
+    report(&checks, &plan, printer)
+}
+
+/// Before the flow: Prometheus has scraped every target once, so the
+/// dashboards' rates see the flow against a sample from before it.
+async fn before_flow(plan: &Plan, http: &reqwest::Client, bar: &ProgressBar) -> Vec<Check> {
+    match (&plan.flow, &plan.prometheus) {
+        (Some(_), Checked::Check(url)) => {
+            bar.set_message("waiting for Prometheus to scrape every target once before the flow");
+            prometheus::scraped_before_flow(http, url, &plan.promised)
+                .await
+                .into_iter()
+                .collect()
         }
-    } else {
-        // Said in the report, so its green does not read as a flow that
-        // passed: the exact deltas were not looked at.
-        checks.push(Check::skip(
+        _ => Vec::new(),
+    }
+}
+
+/// The flow and its settling, or with `--no-flow` one scrape and a row
+/// saying the deltas were not looked at: the scrapes after it, the trace
+/// it left, its rows.
+async fn the_flow(
+    plan: &Plan,
+    http: &reqwest::Client,
+    bar: &ProgressBar,
+) -> anyhow::Result<(Scrapes, FlowTrace, Vec<Check>)> {
+    let hints = &plan.hints.services;
+    let Some(timeout) = plan.flow else {
+        let scrapes = scrape::scrape_all(http, &plan.targets)
+            .await
+            .map_err(|e| could_not_run(e, hints))?;
+        let row = Check::skip(
             "flow",
             "register, login, upload, process",
             "skipped: --no-flow (no exact deltas checked)",
-        ));
-        before
+        );
+        return Ok((scrapes, FlowTrace::NotRun, vec![row]));
     };
-    for (service, s) in &spec.services {
-        if let Some(e) = after.get(service) {
-            checks.extend(checks::run(service, s, e));
+    let targets =
+        flow::Targets::from_urls(&plan.targets).map_err(|e| CouldNotRun(format!("{e:#}")))?;
+    let observed = flow::observe(http, &plan.targets, &targets, &plan.spec, timeout, &|m| {
+        bar.set_message(m.to_string())
+    })
+    .await
+    .map_err(|e| could_not_run(e, hints))?;
+    let trace = match &observed.outcome {
+        Ok(done) => FlowTrace::Done(done.trace_id.clone()),
+        Err(_) => FlowTrace::Failed,
+    };
+    Ok((observed.after, trace, observed.checks))
+}
+
+/// Each service's last scrape against the spec, its HTTP answer as
+/// Prometheus judges it, and every family's values against its name.
+fn services(plan: &Plan, scrapes: &Scrapes) -> Vec<Check> {
+    let mut out = Vec::new();
+    for (service, spec) in &plan.spec.services {
+        if let Some(scrape) = scrapes.get(service) {
+            out.extend(checks::answer(
+                service,
+                scrape,
+                plan.promised.scrape_timeout,
+            ));
+            out.extend(checks::run(service, spec, &scrape.exposition));
+            out.push(checks::unlisted(service, spec, &scrape.exposition));
+            out.push(sense::families_row(service, &scrape.exposition));
         }
     }
-    match &options.prometheus {
-        Component::Check(url) => {
+    out
+}
+
+/// The row for a component that is not checked.
+fn not_checked<T>(component: Component, checked: &Checked<T>) -> Option<Check> {
+    checked
+        .not_checked()
+        .map(|why| Check::skip(component.name(), "all checks", why))
+}
+
+async fn prometheus_stage(plan: &Plan, http: &reqwest::Client, bar: &ProgressBar) -> Vec<Check> {
+    match &plan.prometheus {
+        Checked::Check(url) => {
             bar.set_message("asking Prometheus");
-            checks.extend(prometheus::checks(&http, url, spec, &options.promised).await);
+            prometheus::checks(http, url, &plan.spec, &plan.promised).await
         }
-        other => checks.extend(other.rows("prometheus")),
+        other => not_checked(Component::Prometheus, other)
+            .into_iter()
+            .collect(),
     }
-    match (&options.dashboards, &options.prometheus) {
-        (Component::Check(dir), Component::Check(url)) => {
+}
+
+async fn dashboards_stage(plan: &Plan, http: &reqwest::Client, bar: &ProgressBar) -> Vec<Check> {
+    match (&plan.dashboards, &plan.prometheus) {
+        (Checked::Check(dir), Checked::Check(url)) => {
             bar.set_message("running the dashboards' queries");
-            checks.extend(dashboards::checks(&http, url, dir, options.flow).await);
+            dashboards::checks(http, url, dir, plan.flow.is_some()).await
         }
-        (Component::Check(_), _) => checks.push(Check::skip(
-            "dashboards",
+        (Checked::Check(_), _) => vec![Check::skip(
+            Component::Dashboards.name(),
             "panel queries",
             "Prometheus, which runs them, is not checked",
-        )),
-        (other, _) => checks.extend(other.rows("dashboards")),
+        )],
+        (other, _) => not_checked(Component::Dashboards, other)
+            .into_iter()
+            .collect(),
     }
-    match (&options.grafana, &options.dashboards) {
-        (Component::Check(grafana), Component::Check(dir)) => {
-            bar.set_message("asking Grafana");
-            checks.extend(grafana::checks(&http, grafana, dir).await);
-        }
-        (Component::Check(grafana), _) => {
-            // Without the project's dashboards there is nothing to compare
-            // Grafana's with: check what needs none.
-            let dir = std::path::Path::new("");
-            checks.extend(
-                grafana::checks(&http, grafana, dir)
-                    .await
-                    .into_iter()
-                    .filter(|c| !c.check.starts_with("dashboards provisioned")),
-            );
-        }
-        (other, _) => checks.extend(other.rows("grafana")),
-    }
-    match (&options.jaeger, flow_trace) {
-        (Component::Check(url), FlowTrace::Done(Some(trace_id))) => {
+}
+
+async fn grafana_stage(plan: &Plan, http: &reqwest::Client, bar: &ProgressBar) -> Vec<Check> {
+    let Checked::Check(grafana) = &plan.grafana else {
+        return not_checked(Component::Grafana, &plan.grafana)
+            .into_iter()
+            .collect();
+    };
+    bar.set_message("asking Grafana");
+    // Without the project's dashboards there is nothing to compare
+    // Grafana's with: it is checked for what needs none.
+    let dashboards = match &plan.dashboards {
+        Checked::Check(dir) => Some(dir.as_path()),
+        _ => None,
+    };
+    grafana::checks(http, grafana, dashboards).await
+}
+
+async fn jaeger_stage(
+    plan: &Plan,
+    http: &reqwest::Client,
+    bar: &ProgressBar,
+    flow: FlowTrace,
+) -> Vec<Check> {
+    let Checked::Check(url) = &plan.jaeger else {
+        return not_checked(Component::Jaeger, &plan.jaeger)
+            .into_iter()
+            .collect();
+    };
+    let name = Component::Jaeger.name();
+    match flow {
+        FlowTrace::Done(Some(trace_id)) => {
             bar.set_message(format!("asking Jaeger for trace {trace_id}"));
-            checks.extend(jaeger::checks(&http, url, &trace_id, options.trace_timeout).await);
+            jaeger::checks(http, url, &trace_id, plan.trace_timeout).await
         }
-        (Component::Check(_), FlowTrace::Done(None)) => checks.push(Check::new(
-            "jaeger",
+        FlowTrace::Done(None) => vec![Check::new(
+            name,
             "the flow's trace is stored",
             "a traceparent header on api's answer to the upload",
             "none: api sent no trace id (is OTEL_SDK_DISABLED set?)",
             false,
-        )),
-        (Component::Check(_), FlowTrace::Failed) => checks.push(Check::new(
-            "jaeger",
+        )],
+        FlowTrace::Failed => vec![Check::new(
+            name,
             "the flow's trace is stored",
             "the trace of a completed flow",
             "no trace to look for: the flow failed",
             false,
-        )),
-        (Component::Check(url), FlowTrace::NotRun) => {
-            checks.push(jaeger::answers(&http, url).await);
-            checks.push(Check::skip(
-                "jaeger",
+        )],
+        FlowTrace::NotRun => vec![
+            jaeger::answers(http, url).await,
+            Check::skip(
+                name,
                 "the flow's trace",
                 "skipped: --no-flow leaves no trace to look for",
-            ));
-        }
-        (other, _) => checks.extend(other.rows("jaeger")),
+            ),
+        ],
     }
-    bar.finish_and_clear();
-    for check in &mut checks {
-        // A service's rows come from a scrape that worked: its hint is not
-        // theirs.
-        if spec.services.contains_key(&check.service) {
-            continue;
-        }
-        if let (Outcome::Fail, Some(hint)) = (check.outcome, options.hints.get(&check.service)) {
+}
+
+/// A component's failing rows say how to leave it out when its container
+/// is not running. A service's rows come from a scrape that worked: its
+/// hint is not theirs.
+fn add_hints(checks: &mut [Check], plan: &Plan) {
+    for (component, hint) in &plan.hints.components {
+        for check in checks
+            .iter_mut()
+            .filter(|c| c.outcome == Outcome::Fail && c.service == component.name())
+        {
             check.actual = format!("{}; {hint}", check.actual);
         }
     }
+}
 
-    if let Some(path) = &options.junit {
-        std::fs::write(path, report::junit(&checks))
+/// The report, as a table or JSON, and as JUnit when asked.
+fn report(checks: &[Check], plan: &Plan, printer: &Printer) -> anyhow::Result<Verdict> {
+    if let Some(path) = &plan.junit {
+        std::fs::write(path, report::junit(checks))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     match printer.output {
-        Output::Json => printer.out(serde_json::to_string_pretty(&checks)?),
-        Output::Text => printer.out(report::table(&checks)),
+        Output::Json => printer.out(serde_json::to_string_pretty(checks)?),
+        Output::Text => printer.out(report::table(checks)),
     }
-    Ok(checks.iter().all(|c| c.outcome != Outcome::Fail))
+    Ok(Verdict::of(checks))
 }

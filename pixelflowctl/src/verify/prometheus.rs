@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::report::Check;
 use super::spec;
 
-const COMPONENT: &str = "prometheus";
+const COMPONENT: &str = super::Component::Prometheus.name();
 
 /// What the project's Prometheus configuration promises, checked against
 /// the running Prometheus.
@@ -16,6 +16,9 @@ const COMPONENT: &str = "prometheus";
 pub struct Promised {
     /// `global.scrape_interval` (README promises 15 s).
     pub scrape_interval: String,
+    /// `global.scrape_timeout`: a target slower than this is down to
+    /// Prometheus (10 s unless the configuration says otherwise).
+    pub scrape_timeout: Duration,
     /// The rule groups of `alerts.yml`.
     pub rule_groups: Vec<String>,
     /// Whether the configuration sends alerts to an Alertmanager.
@@ -26,6 +29,7 @@ impl Default for Promised {
     fn default() -> Self {
         Self {
             scrape_interval: "15s".into(),
+            scrape_timeout: pixelflow_verify::scrape::DEFAULT_SCRAPE_TIMEOUT,
             rule_groups: Vec::new(),
             alertmanager: false,
         }
@@ -44,11 +48,17 @@ impl Promised {
         };
         let config = read("prometheus.yml")?;
         let alerts = read("alerts.yml")?;
+        let scrape_timeout = match config["global"]["scrape_timeout"].as_str() {
+            Some(text) => crate::compose::model::duration(text)
+                .map_err(|e| format!("prometheus.yml: scrape_timeout: {e}"))?,
+            None => pixelflow_verify::scrape::DEFAULT_SCRAPE_TIMEOUT,
+        };
         Ok(Self {
             scrape_interval: config["global"]["scrape_interval"]
                 .as_str()
                 .unwrap_or("1m")
                 .to_string(),
+            scrape_timeout,
             rule_groups: alerts["groups"]
                 .as_sequence()
                 .into_iter()

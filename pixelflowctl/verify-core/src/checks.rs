@@ -3,11 +3,53 @@
 //! formed; counters are non-negative; gauges within bounds; no label
 //! carries unbounded values; no family has too many series.
 
+use std::time::Duration;
+
 use prometheus_parse::Value;
 
 use crate::exposition::{scalar, Exposition, Family};
 use crate::report::Check;
+use crate::scrape::{content_type_problem, Scrape};
 use crate::spec::{Kind, MetricSpec, ServiceSpec, DEFAULT_MAX_SERIES};
+
+/// The HTTP answer as Prometheus judges it: its `Content-Type`, whether it
+/// came within the scrape timeout, and whether every line reads as meant.
+pub fn answer(service: &str, scrape: &Scrape, scrape_timeout: Duration) -> Vec<Check> {
+    let content_type = content_type_problem(scrape.content_type.as_deref());
+    let misread = &scrape.exposition.misread;
+    vec![
+        Check::new(
+            service,
+            "served as the Prometheus text format",
+            "Content-Type: text/plain; version=0.0.4",
+            content_type.clone().unwrap_or_else(|| {
+                format!(
+                    "Content-Type: {}",
+                    scrape.content_type.as_deref().unwrap_or_default()
+                )
+            }),
+            content_type.is_none(),
+        ),
+        Check::new(
+            service,
+            "answers within Prometheus' scrape_timeout",
+            format!("within {scrape_timeout:?}"),
+            format!("in {:.1?}", scrape.took),
+            scrape.took <= scrape_timeout,
+        ),
+        Check::new(
+            service,
+            "Prometheus reads every line as meant",
+            "valid names, each series once, no explicit timestamps",
+            if misread.is_empty() {
+                "every line".to_string()
+            } else {
+                misread.join(" | ")
+            },
+            misread.is_empty(),
+        ),
+    ]
+}
 
 pub fn run(service: &str, spec: &ServiceSpec, exposition: &Exposition) -> Vec<Check> {
     let mut checks = vec![Check::new(
@@ -51,6 +93,48 @@ pub fn run(service: &str, spec: &ServiceSpec, exposition: &Exposition) -> Vec<Ch
         unbounded.is_empty(),
     ));
     checks
+}
+
+/// Families the spec does not list are held to the same shape: a
+/// histogram whose buckets Prometheus would misread is wrong whoever
+/// added it.
+pub fn unlisted(service: &str, spec: &ServiceSpec, exposition: &Exposition) -> Check {
+    let problems: Vec<String> = exposition
+        .families
+        .iter()
+        .filter(|(name, _)| !spec.metrics.iter().any(|m| &m.name == *name))
+        .filter_map(|(name, family)| {
+            family.series.iter().find_map(|series| match &series.value {
+                Value::Histogram(buckets) => histogram_problem(name, series, buckets, family),
+                value => scalar(value)
+                    .filter(|v| {
+                        family.kind.as_deref() == Some("counter") && (*v < 0.0 || v.is_nan())
+                    })
+                    .map(|v| {
+                        format!(
+                            "{name}{} is {v}; a counter is never negative",
+                            fmt_labels(series)
+                        )
+                    }),
+            })
+        })
+        .collect();
+    let count = exposition
+        .families
+        .keys()
+        .filter(|name| !spec.metrics.iter().any(|m| &m.name == *name))
+        .count();
+    Check::new(
+        service,
+        "families outside the spec are well formed",
+        "histograms cumulative with +Inf, _count and _sum; counters not negative",
+        if problems.is_empty() {
+            format!("{count} families outside the spec")
+        } else {
+            problems.join("; ")
+        },
+        problems.is_empty(),
+    )
 }
 
 fn describe(metric: &MetricSpec) -> String {

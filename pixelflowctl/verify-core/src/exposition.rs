@@ -30,6 +30,10 @@ pub struct Exposition {
     pub families: BTreeMap<String, Family>,
     /// Lines prometheus-parse could not read.
     pub unreadable: Vec<String>,
+    /// What Prometheus would refuse or misread, line by line: a metric or
+    /// label name it rejects (the whole scrape fails), a series given
+    /// twice, a sample with a timestamp of its own.
+    pub misread: Vec<String>,
 }
 
 impl Exposition {
@@ -38,6 +42,7 @@ impl Exposition {
             text: text.to_string(),
             ..Exposition::default()
         };
+        let mut seen = std::collections::BTreeSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let mut parts = rest.split_whitespace();
@@ -51,7 +56,23 @@ impl Exposition {
             } else if !line.trim().is_empty() && !line.starts_with('#') {
                 // prometheus-parse skips both of these without a word.
                 let readable = match prometheus_parse::LineInfo::parse(line) {
-                    prometheus_parse::LineInfo::Sample { value, .. } => is_number(value),
+                    prometheus_parse::LineInfo::Sample {
+                        metric_name,
+                        labels,
+                        value,
+                        timestamp,
+                    } => {
+                        if let Some(problem) = sample_problem(metric_name, labels, timestamp) {
+                            exposition.misread.push(format!("{problem}: {line}"));
+                        }
+                        let key = (metric_name.to_string(), label_pairs(labels.unwrap_or("")));
+                        if !seen.insert(key) {
+                            exposition
+                                .misread
+                                .push(format!("the same series twice: {line}"));
+                        }
+                        is_number(value)
+                    }
                     prometheus_parse::LineInfo::Ignored => false,
                     _ => true,
                 };
@@ -167,6 +188,76 @@ impl Exposition {
     }
 }
 
+/// Why Prometheus would refuse or misread one sample line, if it would:
+/// a name outside `[a-zA-Z_:][a-zA-Z0-9_:]*`, a label name outside
+/// `[a-zA-Z_][a-zA-Z0-9_]*` or reserved (`__`), an explicit timestamp
+/// (Prometheus stores the sample at that time, and drops it as out of
+/// bounds when it is old).
+fn sample_problem(name: &str, labels: Option<&str>, timestamp: Option<&str>) -> Option<String> {
+    let valid_name = |s: &str, colon: bool| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    };
+    if !valid_name(name, true) {
+        return Some(format!("metric name {name:?} is not valid"));
+    }
+    for (label, _) in label_pairs(labels.unwrap_or("")) {
+        if !valid_name(&label, false) {
+            return Some(format!("label name {label:?} is not valid"));
+        }
+        if label.starts_with("__") {
+            return Some(format!("label name {label:?} is reserved (__)"));
+        }
+    }
+    timestamp.map(|t| format!("explicit timestamp {t}"))
+}
+
+/// The `name="value"` pairs of a label set (the text inside `{}`), sorted;
+/// quotes and escapes in values are honoured.
+fn label_pairs(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let Some((name, after)) = rest.split_once('=') else {
+            break;
+        };
+        let after = after.trim_start();
+        let Some(body) = after.strip_prefix('"') else {
+            break;
+        };
+        let mut value = String::new();
+        let mut end = None;
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(escaped);
+                    }
+                }
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        let Some(end) = end else {
+            break;
+        };
+        pairs.push((name.trim().to_string(), value));
+        rest = body[end + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+    }
+    pairs.sort();
+    pairs
+}
+
 fn is_number(value: &str) -> bool {
     matches!(
         value.to_ascii_lowercase().as_str(),
@@ -186,5 +277,44 @@ pub fn scalar(v: &Value) -> Option<f64> {
     match v {
         Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => Some(*x),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_prometheus_would_refuse_or_misread_is_named_by_line() {
+        let text = "# TYPE ok_total counter\nok_total{a=\"1\"} 1\nok_total{a=\"1\"} 2\n1bad 3\nlabelled{__name=\"x\"} 1\nstamped 1 1700000000000\nfine{b=\"q\\\"uote\",a=\"}\"} 4\n";
+        let e = Exposition::parse(text);
+        assert_eq!(e.misread.len(), 4, "{:?}", e.misread);
+        assert!(
+            e.misread[0].starts_with("the same series twice"),
+            "{:?}",
+            e.misread
+        );
+        assert!(
+            e.misread[1].starts_with("metric name \"1bad\" is not valid"),
+            "{:?}",
+            e.misread
+        );
+        assert!(
+            e.misread[2].contains("label name \"__name\" is reserved"),
+            "{:?}",
+            e.misread
+        );
+        assert!(
+            e.misread[3].starts_with("explicit timestamp"),
+            "{:?}",
+            e.misread
+        );
+        assert_eq!(
+            label_pairs(r#"b="q\"uote",a="}""#),
+            [
+                ("a".to_string(), "}".to_string()),
+                ("b".to_string(), "q\"uote".to_string())
+            ]
+        );
     }
 }

@@ -12,7 +12,120 @@ use serde_json::{json, Value};
 
 use crate::exposition::Exposition;
 use crate::report::Check;
+use crate::scrape::{scrape_all, ScrapeError, Scrapes};
 use crate::spec::{DeltaSpec, Spec};
+
+/// How long the worker may take to count a completed task: it counts just
+/// after storing the result, which the flow has already seen.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// What running the flow showed: the scrapes around it and its rows.
+pub struct Observation {
+    pub before: Scrapes,
+    pub after: Scrapes,
+    /// From the start of the scrape before to the end of the scrape after:
+    /// no observation made during the flow can be longer.
+    pub window: Duration,
+    /// What the flow did, or why it failed.
+    pub outcome: anyhow::Result<Done>,
+    /// The exact deltas, how every histogram and counter moved, and
+    /// whether the worker settled; or the flow's failure.
+    pub checks: Vec<Check>,
+}
+
+/// Scrapes, runs the flow, waits until the worker has counted its task and
+/// is idle again (part of the flow's contract: the deltas are read once it
+/// settled), scrapes again, and checks what moved.
+pub async fn observe(
+    http: &reqwest::Client,
+    urls: &BTreeMap<String, String>,
+    targets: &Targets,
+    spec: &Spec,
+    timeout: Duration,
+    progress: &dyn Fn(&str),
+) -> Result<Observation, ScrapeError> {
+    let started = Instant::now();
+    let before = scrape_all(http, urls).await?;
+    let outcome = run(http, targets, timeout, progress).await;
+    let mut checks = Vec::new();
+    let after = match &outcome {
+        Ok(done) => {
+            progress("waiting for the worker's counters");
+            let (after, settled) = settle(http, urls, &before).await?;
+            checks.extend(settled);
+            checks.extend(self::checks(spec, &before, &after, done));
+            after
+        }
+        Err(e) => {
+            checks.push(Check::new(
+                "flow",
+                "register, login, upload, process",
+                "the task COMPLETED",
+                format!("{e:#}"),
+                false,
+            ));
+            scrape_all(http, urls).await?
+        }
+    };
+    let window = started.elapsed();
+    for (service, now) in &after {
+        if let Some(was) = before.get(service) {
+            checks.push(crate::sense::flow_row(
+                service,
+                &was.exposition,
+                &now.exposition,
+                window,
+            ));
+        }
+    }
+    Ok(Observation {
+        before,
+        after,
+        window,
+        outcome,
+        checks,
+    })
+}
+
+/// Scrapes until the worker has counted one more success and holds no
+/// task, at most [`SETTLE`]; a worker that does not settle is a row.
+async fn settle(
+    http: &reqwest::Client,
+    urls: &BTreeMap<String, String>,
+    before: &Scrapes,
+) -> Result<(Scrapes, Option<Check>), ScrapeError> {
+    let started = Instant::now();
+    let successes = |scrapes: &Scrapes| {
+        scrapes
+            .get("worker")
+            .and_then(|w| {
+                w.exposition
+                    .value("worker_tasks_processed_total", &[("status", "success")])
+            })
+            .unwrap_or(0.0)
+    };
+    loop {
+        let after = scrape_all(http, urls).await?;
+        let idle = after
+            .get("worker")
+            .and_then(|w| w.exposition.value("worker_active_processing_tasks", &[]))
+            == Some(0.0);
+        if !urls.contains_key("worker") || (successes(&after) > successes(before) && idle) {
+            return Ok((after, None));
+        }
+        if started.elapsed() > SETTLE {
+            let row = Check::new(
+                "worker",
+                "flow: the worker counted the task",
+                format!("counted and idle within {SETTLE:?}"),
+                format!("not after waiting {SETTLE:?}"),
+                false,
+            );
+            return Ok((after, Some(row)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 pub struct Targets {
     pub auth: String,
@@ -263,16 +376,11 @@ fn delta(spec: &DeltaSpec, before: &Exposition, after: &Exposition, polls: u32) 
 }
 
 /// The delta checks over scrapes before and after the flow.
-pub fn checks(
-    spec: &Spec,
-    before: &BTreeMap<String, Exposition>,
-    after: &BTreeMap<String, Exposition>,
-    done: &Done,
-) -> Vec<Check> {
+pub fn checks(spec: &Spec, before: &Scrapes, after: &Scrapes, done: &Done) -> Vec<Check> {
     let mut out = Vec::new();
     for d in &spec.flow.deltas {
         match (before.get(&d.service), after.get(&d.service)) {
-            (Some(b), Some(a)) => out.push(delta(d, b, a, done.polls)),
+            (Some(b), Some(a)) => out.push(delta(d, &b.exposition, &a.exposition, done.polls)),
             _ => out.push(Check::new(
                 &d.service,
                 format!("flow: {}", d.series),
@@ -283,7 +391,7 @@ pub fn checks(
         }
     }
     if let Some(a) = after.get("worker") {
-        let active = a.value("worker_active_processing_tasks", &[]);
+        let active = a.exposition.value("worker_active_processing_tasks", &[]);
         let mut idle = Check::new(
             "worker",
             "flow: worker_active_processing_tasks back to 0",

@@ -13,10 +13,13 @@ pub mod checks;
 pub mod exposition;
 pub mod flow;
 pub mod report;
+pub mod scrape;
+pub mod sense;
 pub mod spec;
 
 pub use exposition::Exposition;
 pub use report::{Check, Outcome};
+pub use scrape::{Scrape, ScrapeError, Scrapes};
 pub use spec::Spec;
 
 /// The embedded spec, parsed. It is checked by this crate's tests, so a

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pixelflow_e2e::Stack;
-use pixelflow_testkit::{eventually, Exposition};
 use pixelflow_verify::Outcome;
 use serde_json::Value;
 
@@ -26,60 +25,45 @@ async fn a_registered_user_uploads_an_image_and_gets_a_thumbnail_with_every_metr
     for service in [&auth, &api, &worker] {
         service.ready(&http).await;
     }
-    let before = (
-        auth.metrics().await,
-        api.metrics().await,
-        worker.metrics().await,
-    );
-
-    // The flow `pixelflowctl verify` runs: register, a failed login, login,
-    // upload a generated 320×240 PNG, read the task until it is COMPLETED.
-    let done = pixelflow_e2e::run_flow(&http, &auth, &api).await;
-    let token = done.token.clone();
-
-    // The worker counts its success just after storing it; wait for that
-    // rather than race it.
-    let succeeded =
-        |m: &Exposition| m.value_or_zero("worker_tasks_processed_total", &[("status", "success")]);
-    eventually(
-        "the worker to count its success",
-        Duration::from_secs(10),
-        || async { (succeeded(&worker.metrics().await) > succeeded(&before.2)).then_some(()) },
-    )
-    .await;
-    let after = (
-        auth.metrics().await,
-        api.metrics().await,
-        worker.metrics().await,
-    );
+    // The flow `pixelflowctl verify` runs, with its scrapes around it:
+    // register, a failed login, login, upload a generated 320×240 PNG, read
+    // the task until it is COMPLETED, wait until the worker has counted it.
     // Every delta of verify.toml's [[flow.deltas]], exact unless the spec
     // says why not, error counters at zero: the same checks verify makes.
+    let urls: BTreeMap<String, String> = [&auth, &api, &worker]
+        .iter()
+        .map(|s| (s.name.to_string(), format!("{}/metrics", s.base)))
+        .collect();
+    let targets = pixelflow_verify::flow::Targets {
+        auth: auth.base.clone(),
+        api: api.base.clone(),
+    };
     let spec = pixelflow_verify::embedded_spec();
-    let before: BTreeMap<String, Exposition> = [
-        ("auth".to_string(), before.0),
-        ("api".to_string(), before.1),
-        ("worker".to_string(), before.2),
-    ]
-    .into();
-    let after: BTreeMap<String, Exposition> = [
-        ("auth".to_string(), after.0),
-        ("api".to_string(), after.1),
-        ("worker".to_string(), after.2),
-    ]
-    .into();
-    let checks = pixelflow_verify::flow::checks(&spec, &before, &after, &done);
+    let observed = pixelflow_verify::flow::observe(
+        &http,
+        &urls,
+        &targets,
+        &spec,
+        Duration::from_secs(60),
+        &|_| {},
+    )
+    .await
+    .expect("every service answers its scrape");
+    let done = observed.outcome.expect("the flow completes");
+    let token = done.token.clone();
     assert!(
-        checks.len() > spec.flow.deltas.len(),
+        observed.checks.len() > spec.flow.deltas.len(),
         "every delta and the idle worker are checked"
     );
-    let wrong: Vec<String> = checks
+    let wrong: Vec<String> = observed
+        .checks
         .iter()
         .filter(|c| c.outcome != Outcome::Pass)
         .map(|c| format!("{}: expected {}, saw {}", c.check, c.expected, c.actual))
         .collect();
     assert!(wrong.is_empty(), "metrics off:\n{}", wrong.join("\n"));
-    for (service, exposition) in &after {
-        pixelflow_testkit::assert_meets_spec(service, exposition);
+    for (service, scrape) in &observed.after {
+        pixelflow_testkit::assert_meets_spec(service, &scrape.exposition);
     }
 
     // The thumbnail: within 256×256, the aspect ratio kept.

@@ -2,18 +2,23 @@
 //! way docker compose names and labels them, so `docker compose ps` and
 //! `docker compose logs` see what pixelflowctl created (and the reverse).
 
+mod published;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
 use bollard::container::{Config, NetworkingConfig};
 use bollard::models::{
-    EndpointSettings, HealthConfig, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    EndpointSettings, HealthConfig, HostConfig, PortBinding, RestartPolicyNameEnum,
 };
 
-use crate::compose::model::{duration, duration_ns, Words};
-use crate::compose::{PortMapping, Project, Service};
+use crate::compose::model::Words;
+use crate::compose::{Project, RestartPolicy, Service};
+use crate::docker::state::Status;
 use crate::docker::Engine;
+
+pub use published::Published;
 
 pub const PROJECT: &str = "com.docker.compose.project";
 pub const SERVICE: &str = "com.docker.compose.service";
@@ -39,8 +44,15 @@ pub struct Found {
     pub number: u32,
     /// Its config hash (empty when it carries none).
     pub hash: String,
-    pub state: String,
+    /// `None` when the engine named a state it does not document.
+    pub status: Option<Status>,
     pub ports: Vec<bollard::models::Port>,
+}
+
+impl Found {
+    pub fn is_running(&self) -> bool {
+        self.status == Some(Status::Running)
+    }
 }
 
 /// The project's containers, by service, for the services its file
@@ -79,7 +91,7 @@ pub async fn containers(
             name,
             number: labels.get(NUMBER).and_then(|n| n.parse().ok()).unwrap_or(1),
             hash: labels.get(CONFIG_HASH).cloned().unwrap_or_default(),
-            state: c.state.unwrap_or_default(),
+            status: c.state.as_deref().and_then(Status::parse),
             ports: c.ports.unwrap_or_default(),
         });
     }
@@ -111,11 +123,7 @@ pub async fn container_of(
 /// How long `service` may take to stop after SIGTERM before it is killed:
 /// its `stop_grace_period`, else compose's 10 s.
 pub fn grace_period(service: &Service) -> Duration {
-    service
-        .stop_grace_period
-        .as_deref()
-        .and_then(duration)
-        .unwrap_or(Duration::from_secs(10))
+    service.stop_grace_period.unwrap_or(Duration::from_secs(10))
 }
 
 pub fn network_name(project: &str, network: &str) -> String {
@@ -167,12 +175,8 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
     ]);
     let mut exposed = HashMap::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for port in &service.ports {
-        // Validated when the project was loaded.
-        let Ok(p) = PortMapping::parse(port) else {
-            continue;
-        };
-        let key = format!("{}/{}", p.container_port, p.protocol);
+    for p in &service.ports {
+        let key = p.container_key();
         exposed.insert(key.clone(), HashMap::new());
         if let Some(host_port) = p.host_port {
             bindings
@@ -224,14 +228,19 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
             )])
         })
         .unwrap_or_default();
-    let restart = service.restart.as_deref().map(|r| RestartPolicy {
-        name: Some(match r {
-            "always" => RestartPolicyNameEnum::ALWAYS,
-            "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
-            "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
-            _ => RestartPolicyNameEnum::NO,
-        }),
-        maximum_retry_count: None,
+    let restart = service.restart.map(|r| {
+        let (name, retries) = match r {
+            RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+            RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+            RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+            RestartPolicy::OnFailure { max_retries } => {
+                (RestartPolicyNameEnum::ON_FAILURE, max_retries)
+            }
+        };
+        bollard::models::RestartPolicy {
+            name: Some(name),
+            maximum_retry_count: retries.map(i64::from),
+        }
     });
     Config {
         image: Some(image_of(project, name)),
@@ -251,7 +260,7 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
                 Words::Line(l) => vec!["CMD-SHELL".to_string(), l.clone()],
                 Words::List(v) => v.clone(),
             };
-            let ns = |d: &Option<String>| d.as_deref().and_then(|d| duration_ns(d).ok());
+            let ns = |d: &Option<Duration>| d.and_then(|d| i64::try_from(d.as_nanos()).ok());
             Some(HealthConfig {
                 test: Some(if h.disable == Some(true) {
                     vec!["NONE".into()]
@@ -300,7 +309,6 @@ pub fn urls(service: &Service, published: &[bollard::models::Port]) -> Vec<Strin
     service
         .ports
         .iter()
-        .filter_map(|p| PortMapping::parse(p).ok())
         .filter(|p| p.host_port.is_some())
         .filter_map(|p| {
             published

@@ -1,6 +1,8 @@
 //! A thin, crate-private wrapper over bollard: the operations pixelflowctl
 //! needs, each error naming the operation that failed.
 
+pub mod state;
+
 use std::collections::HashMap;
 
 use bollard::container::{
@@ -23,8 +25,13 @@ use futures::{Stream, StreamExt};
 /// and `{:#}` would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("Docker is not reachable ({}). Start the engine (`dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it.", describe(.error))]
-    Unreachable { error: bollard::errors::Error },
+    /// The engine did not answer: at connection, or lost in the middle of
+    /// `operation`.
+    #[error("Docker is not reachable ({}{}). Start the engine (`dockerd &`, or `systemctl start docker`) or point DOCKER_HOST at it.", .operation.as_ref().map(|o| format!("{o}: ")).unwrap_or_default(), describe(.error))]
+    Unreachable {
+        operation: Option<String>,
+        error: bollard::errors::Error,
+    },
     #[error("{operation}: {}", describe(.error))]
     Failed {
         operation: String,
@@ -53,11 +60,29 @@ pub fn describe(e: &bollard::errors::Error) -> String {
 }
 
 impl DockerError {
+    /// `operation` failed; a failure to reach the engine at all (its socket
+    /// gone, the connection refused or cut) is [`DockerError::Unreachable`],
+    /// whichever operation met it, so the exit code says so.
     fn failed(operation: impl Into<String>, error: bollard::errors::Error) -> Self {
-        Self::Failed {
-            operation: operation.into(),
-            error,
+        let operation = operation.into();
+        if Self::is_transport(&error) {
+            return Self::Unreachable {
+                operation: Some(operation),
+                error,
+            };
         }
+        Self::Failed { operation, error }
+    }
+
+    fn is_transport(e: &bollard::errors::Error) -> bool {
+        use bollard::errors::Error;
+        matches!(
+            e,
+            Error::IOError { .. }
+                | Error::HyperResponseError { .. }
+                | Error::HyperLegacyError { .. }
+                | Error::SocketNotFoundError(_)
+        )
     }
 
     /// The engine's HTTP status, when it answered with one.
@@ -131,7 +156,10 @@ impl Engine {
     /// Connects (DOCKER_HOST or the local socket) and agrees on an API
     /// version the engine speaks (Docker 20.10 speaks 1.41).
     pub async fn connect() -> Result<Self> {
-        let unreachable = |error| DockerError::Unreachable { error };
+        let unreachable = |error| DockerError::Unreachable {
+            operation: None,
+            error,
+        };
         let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
@@ -373,6 +401,11 @@ impl Engine {
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
             .map_err(|e| DockerError::failed(format!("inspect container {name}"), e))
+    }
+
+    /// The container's state and health, parsed.
+    pub async fn observe(&self, name: &str) -> Result<state::Observed> {
+        Ok(state::Observed::from_inspect(self.inspect(name).await?))
     }
 
     /// Removes a container (killing it if it still runs: stop it first to
