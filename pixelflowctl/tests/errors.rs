@@ -43,6 +43,64 @@ async fn an_unreachable_docker_is_exit_code_3_with_how_to_start_it() {
     assert!(stderr(&output).contains("dockerd"), "{}", stderr(&output));
 }
 
+/// An engine that answers the version and ping a client starts with, then
+/// drops every other request unanswered: Docker gone in the middle of a
+/// command. Returns the socket's `DOCKER_HOST` (kept while the `TempDir`
+/// lives).
+async fn engine_that_dies_after_hello() -> (tempfile::TempDir, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("docker.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let Ok(n) = stream.read(&mut buffer).await else {
+                        return;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..n]).to_string();
+                    let body = if head.contains("/version ") {
+                        r#"{"ApiVersion":"1.41","MinAPIVersion":"1.12","Version":"20.10.24"}"#
+                    } else if head.contains("/_ping ") {
+                        "OK"
+                    } else {
+                        return; // the engine is gone: no answer, connection closed
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.41\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let host = format!("unix://{}", socket.display());
+    (dir, host)
+}
+
+#[tokio::test]
+async fn docker_lost_in_the_middle_of_a_command_is_exit_code_3_naming_what_it_was_doing() {
+    let (_engine, host) = engine_that_dies_after_hello().await;
+    for command in [&["ps"][..], &["logs", "api"], &["down"]] {
+        let output = pixelflowctl(command)
+            .env("DOCKER_HOST", &host)
+            .output()
+            .await
+            .expect("runs");
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(3), "{command:?}: {said}");
+        assert!(
+            said.contains("Docker is not reachable (list containers: "),
+            "{command:?}: {said}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn without_docker_verify_and_metrics_say_whose_ports_they_use() {
     // Ports where nothing answers, so the scrape fails quickly either way.
