@@ -7,7 +7,9 @@
 
 pub mod db;
 pub mod error;
+mod filter;
 pub mod health;
+mod hex;
 pub mod http_metrics;
 pub mod json;
 #[cfg(feature = "kafka")]

@@ -65,9 +65,9 @@ impl<W> JsonLogs<W> {
         json(&mut line, meta.target());
         if let Some((trace_id, span_id)) = ids {
             line.extend_from_slice(b",\"trace_id\":\"");
-            line.extend(crate::telemetry::hex_digits(&trace_id.to_bytes()));
+            line.extend(crate::hex::hex_digits(&trace_id.to_bytes()));
             line.extend_from_slice(b"\",\"span_id\":\"");
-            line.extend(crate::telemetry::hex_digits(&span_id.to_bytes()));
+            line.extend(crate::hex::hex_digits(&span_id.to_bytes()));
             line.push(b'"');
         }
         line.extend_from_slice(&fields.rest);
@@ -213,9 +213,26 @@ pub fn level_from_env(
 pub fn init(service: &'static str, level: &str) -> Result<(), String> {
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
-    crate::telemetry::logs_only_subscriber(service, filter, std::io::stdout)
+    logs_only_subscriber(service, filter, std::io::stdout)
         .try_init()
         .map_err(|e| e.to_string())
+}
+
+/// What [`crate::telemetry::init`] installs when tracing is off: the JSON lines alone,
+/// filtered by `filter` (`LOG_LEVEL`), and no spans.
+/// Public, like [`crate::telemetry::traced_subscriber`], for `examples/span_cost.rs`.
+pub fn logs_only_subscriber<W>(
+    service: &'static str,
+    filter: EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt as _;
+    tracing_subscriber::registry()
+        .with(JsonLogs::new(service, writer))
+        .with(crate::filter::Selection::new(filter, false))
 }
 
 #[cfg(test)]
@@ -238,11 +255,8 @@ pub(crate) mod tests {
         /// this thread's subscriber until the guard drops.
         pub(crate) fn install(service: &'static str) -> (Self, tracing::subscriber::DefaultGuard) {
             let captured = Self::default();
-            let subscriber = crate::telemetry::logs_only_subscriber(
-                service,
-                EnvFilter::new("info"),
-                captured.clone(),
-            );
+            let subscriber =
+                logs_only_subscriber(service, EnvFilter::new("info"), captured.clone());
             (captured, tracing::subscriber::set_default(subscriber))
         }
 
@@ -278,11 +292,7 @@ pub(crate) mod tests {
     #[test]
     fn events_become_flat_json_lines_with_service_and_context() {
         let captured = Captured::default();
-        let subscriber = crate::telemetry::logs_only_subscriber(
-            "auth",
-            EnvFilter::new("info"),
-            captured.clone(),
-        );
+        let subscriber = logs_only_subscriber("auth", EnvFilter::new("info"), captured.clone());
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(user_id = "u-1", attempts = 3, "login failed");
         });
@@ -298,8 +308,7 @@ pub(crate) mod tests {
 
     fn one_line(log: impl FnOnce()) -> Value {
         let captured = Captured::default();
-        let subscriber =
-            crate::telemetry::logs_only_subscriber("api", EnvFilter::new("info"), captured.clone());
+        let subscriber = logs_only_subscriber("api", EnvFilter::new("info"), captured.clone());
         tracing::subscriber::with_default(subscriber, log);
         let text = captured.text();
         assert!(
