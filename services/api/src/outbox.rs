@@ -52,15 +52,42 @@ enum RelayError {
     Publish { task_id: Uuid, error: String },
 }
 
-/// A task the sweeper queues again: id, user, content type, creation time
-/// and the task's `traceparent`.
-type StaleTask = (
-    Uuid,
-    Uuid,
-    String,
-    chrono::DateTime<chrono::Utc>,
-    Option<String>,
-);
+/// A task the sweeper queues again, with the task's own `traceparent`.
+#[derive(sqlx::FromRow)]
+struct StaleTask {
+    id: Uuid,
+    user_id: Uuid,
+    content_type: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    traceparent: Option<String>,
+}
+
+/// An event waiting in the outbox.
+#[derive(sqlx::FromRow)]
+struct Pending {
+    id: i64,
+    task_id: Uuid,
+    payload: String,
+    traceparent: Option<String>,
+}
+
+/// Queues `event` in the outbox within `tx`, to be published with
+/// `traceparent` as its parent: the one way an event enters it, for a new
+/// task and for one queued again.
+pub async fn enqueue(
+    tx: &mut sqlx::PgConnection,
+    event: &pixelflow_common::kafka::TaskCreated,
+    traceparent: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query("INSERT INTO task_outbox (task_id, payload, traceparent) VALUES ($1, $2, $3)")
+        .bind(event.task_id)
+        .bind(payload)
+        .bind(traceparent)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
 
 /// The span of one event's publication: a child of the upload that stored
 /// it (through the outbox row's `traceparent`, whichever api process
@@ -171,7 +198,7 @@ impl Relay {
     async fn drain(&mut self) -> Result<(), RelayError> {
         loop {
             let mut tx = self.pool.begin().await?;
-            let rows: Vec<(i64, Uuid, String, Option<String>)> = sqlx::query_as(
+            let rows: Vec<Pending> = sqlx::query_as(
                 "SELECT id, task_id, payload, traceparent FROM task_outbox \
                  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             )
@@ -181,13 +208,13 @@ impl Relay {
             if rows.is_empty() {
                 return Ok(());
             }
-            let sends = rows.iter().map(|(_, task_id, payload, traceparent)| {
-                let task_id = *task_id;
+            let sends = rows.iter().map(|row| {
+                let (task_id, payload) = (row.task_id, &row.payload);
                 let key = task_id.to_string();
                 let producer = &self.producer;
                 let topic = &self.kafka.topic;
                 let timeout = self.timeout;
-                let span = publish_span(topic, task_id, traceparent.as_deref());
+                let span = publish_span(topic, task_id, row.traceparent.as_deref());
                 // The worker continues the trace from the record's headers.
                 let headers = pixelflow_common::telemetry::traceparent(&span).map(|value| {
                     OwnedHeaders::new().insert(Header {
@@ -219,9 +246,9 @@ impl Relay {
             let outcomes = futures::future::join_all(sends).await;
             let mut published = Vec::new();
             let mut first_failure = None;
-            for ((id, task_id, _, _), outcome) in rows.iter().zip(outcomes) {
+            for (row, outcome) in rows.iter().zip(outcomes) {
                 match outcome {
-                    Ok(()) => published.push(*id),
+                    Ok(()) => published.push(row.id),
                     Err(error) => {
                         self.metrics.kafka_publish_errors.inc();
                         let error = error.to_string();
@@ -229,12 +256,12 @@ impl Relay {
                             "UPDATE task_outbox SET attempts = attempts + 1, last_error = $2 \
                              WHERE id = $1",
                         )
-                        .bind(id)
+                        .bind(row.id)
                         .bind(&error)
                         .execute(&mut *tx)
                         .await?;
                         first_failure.get_or_insert(RelayError::Publish {
-                            task_id: *task_id,
+                            task_id: row.task_id,
                             error,
                         });
                     }
@@ -293,24 +320,15 @@ impl Relay {
         .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
-        for (task_id, user_id, content_type, created_at, traceparent) in &stale {
+        for task in stale {
             let event = pixelflow_common::kafka::TaskCreated {
-                task_id: *task_id,
-                user_id: *user_id,
-                content_type: content_type.clone(),
-                created_at: *created_at,
+                task_id: task.id,
+                user_id: task.user_id,
+                content_type: task.content_type,
+                created_at: task.created_at,
             };
-            let payload =
-                serde_json::to_string(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-            sqlx::query(
-                "INSERT INTO task_outbox (task_id, payload, traceparent) VALUES ($1, $2, $3)",
-            )
-            .bind(task_id)
-            .bind(payload)
-            .bind(traceparent)
-            .execute(&mut *tx)
-            .await?;
-            tracing::warn!(%task_id, %user_id, "task still PENDING long after its event went out; event queued again");
+            enqueue(&mut tx, &event, task.traceparent.as_deref()).await?;
+            tracing::warn!(task_id = %task.id, user_id = %task.user_id, "task still PENDING long after its event went out; event queued again");
         }
         tx.commit().await
     }

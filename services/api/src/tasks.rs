@@ -125,16 +125,11 @@ pub async fn create(
         content_type: task.content_type.clone(),
         created_at: task.created_at,
     };
-    let payload = serde_json::to_string(&event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     // The event's traceparent names the outbox insert: the worker's spans
     // hang under it, in the upload's trace.
     let insert = db_span("INSERT task_outbox");
     let traceparent = insert.traceparent();
-    sqlx::query("INSERT INTO task_outbox (task_id, payload, traceparent) VALUES ($1, $2, $3)")
-        .bind(task.id)
-        .bind(payload)
-        .bind(traceparent)
-        .execute(&mut *tx)
+    crate::outbox::enqueue(&mut tx, &event, traceparent.as_deref())
         .timed_by(insert)
         .await?;
     tx.commit().timed_by(db_span("COMMIT")).await?;

@@ -99,9 +99,14 @@ async fn register(
         .hash(credentials.password)
         .await
         .map_err(hashing_error)?;
-    let inserted = users::insert(&state.pool, &state.metrics.db_query_duration, &email, &hash)
-        .await
-        .map_err(|e| ApiError::database("cannot store user", &e))?;
+    let inserted = users::insert(
+        &state.pool,
+        &state.metrics.db_queries.insert_user,
+        &email,
+        &hash,
+    )
+    .await
+    .map_err(|e| ApiError::database("cannot store user", &e))?;
     match inserted {
         Some(user_id) => {
             state.metrics.registrations.inc();
@@ -137,9 +142,13 @@ async fn login(
                 .retry_after(wait),
         );
     }
-    let user = users::find_by_email(&state.pool, &state.metrics.db_query_duration, &email)
-        .await
-        .map_err(|e| ApiError::database("cannot look up user", &e))?;
+    let user = users::find_by_email(
+        &state.pool,
+        &state.metrics.db_queries.select_user_by_email,
+        &email,
+    )
+    .await
+    .map_err(|e| ApiError::database("cannot look up user", &e))?;
     // Unknown emails are checked against a decoy hash, so both failures take
     // the same time and get the same answer.
     let (user_id, phc) = match &user {
@@ -154,7 +163,7 @@ async fn login(
     let user_id = match (user_id, matches) {
         (Some(id), true) => id,
         _ => {
-            state.metrics.logins.with_label_values(&["failure"]).inc();
+            state.metrics.logins.failure.inc();
             match user_id {
                 Some(user_id) => tracing::warn!(%user_id, "login failed: wrong password"),
                 None => tracing::warn!("login failed: unknown email"),
@@ -167,7 +176,7 @@ async fn login(
         .issue_at(user_id, chrono::Utc::now())
         .map_err(|e| ApiError::internal("cannot sign token", &e))?;
     state.throttle.succeeded(&email);
-    state.metrics.logins.with_label_values(&["success"]).inc();
+    state.metrics.logins.success.inc();
     tracing::info!(%user_id, "user logged in");
     Ok(Json(serde_json::json!({
         "token": token,
@@ -218,19 +227,11 @@ async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<R
         });
     match result {
         Ok(user_id) => {
-            state
-                .metrics
-                .validations
-                .with_label_values(&["valid"])
-                .inc();
+            state.metrics.validations.valid.inc();
             Ok(Json(serde_json::json!({ "valid": true, "user_id": user_id })).into_response())
         }
         Err(reason) => {
-            state
-                .metrics
-                .validations
-                .with_label_values(&["invalid"])
-                .inc();
+            state.metrics.validations.invalid.inc();
             tracing::warn!(error = %reason, "token validation failed");
             Err(ApiError::unauthorized(reason))
         }

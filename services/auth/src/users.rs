@@ -5,21 +5,24 @@
 use std::future::Future;
 
 use pixelflow_common::telemetry::TimedBy;
-use prometheus::HistogramVec;
+use prometheus::Histogram;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+#[derive(sqlx::FromRow)]
 pub struct StoredUser {
     pub id: Uuid,
     pub password_hash: String,
 }
 
+/// `query` timed into `histogram` (its query type's child) and traced as
+/// a span named `query_type`.
 async fn timed<T>(
-    histogram: &HistogramVec,
+    histogram: &Histogram,
     query_type: &'static str,
     query: impl Future<Output = T>,
 ) -> T {
-    let timer = histogram.with_label_values(&[query_type]).start_timer();
+    let timer = histogram.start_timer();
     let result = query
         .timed_by(pixelflow_common::telemetry::db_span(query_type))
         .await;
@@ -30,7 +33,7 @@ async fn timed<T>(
 /// Inserts a user; `None` when the email is taken.
 pub async fn insert(
     pool: &PgPool,
-    histogram: &HistogramVec,
+    histogram: &Histogram,
     email: &str,
     password_hash: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
@@ -53,16 +56,15 @@ pub async fn insert(
 
 pub async fn find_by_email(
     pool: &PgPool,
-    histogram: &HistogramVec,
+    histogram: &Histogram,
     email: &str,
 ) -> Result<Option<StoredUser>, sqlx::Error> {
-    let row: Option<(Uuid, String)> = timed(
+    timed(
         histogram,
         "select_user_by_email",
         sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
             .bind(email)
             .fetch_optional(pool),
     )
-    .await?;
-    Ok(row.map(|(id, password_hash)| StoredUser { id, password_hash }))
+    .await
 }

@@ -21,6 +21,19 @@ pub fn register<C: Collector + Clone + 'static>(
     Ok(collector)
 }
 
+/// The children of `vec` for each of `values` of its one label, resolved
+/// once at start-up (and so exported at 0 from then on): the call sites
+/// then name a field, never a label value by string.
+pub fn children<M, const N: usize>(
+    vec: &prometheus::core::MetricVec<M>,
+    values: [&str; N],
+) -> [M::M; N]
+where
+    M: prometheus::core::MetricVecBuilder,
+{
+    values.map(|value| vec.with_label_values(&[value]))
+}
+
 /// The latency buckets for every request histogram: 1 ms to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

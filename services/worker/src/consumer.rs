@@ -198,7 +198,7 @@ impl TaskConsumer {
                 attempts - 1
             );
             if store::fail(&self.pool, task_id, &reason).await? {
-                self.metrics.processed.with_label_values(&["failure"]).inc();
+                self.metrics.processed.failure.inc();
                 tracing::error!(%task_id, user_id = %event.user_id, attempts = attempts - 1, "task failed: it stopped the worker every time");
             }
             return Ok(());
@@ -215,7 +215,7 @@ impl TaskConsumer {
         match outcome {
             Ok(thumbnail) => {
                 if store::complete(&self.pool, task_id, &thumbnail).await? {
-                    self.metrics.processed.with_label_values(&["success"]).inc();
+                    self.metrics.processed.success.inc();
                     tracing::info!(%task_id, user_id = %event.user_id, width = thumbnail.width, height = thumbnail.height, attempts, "task completed");
                 } else {
                     tracing::info!(%task_id, "task completed by another delivery meanwhile; not counted again");
@@ -223,7 +223,7 @@ impl TaskConsumer {
             }
             Err(reason) => {
                 if store::fail(&self.pool, task_id, &reason).await? {
-                    self.metrics.processed.with_label_values(&["failure"]).inc();
+                    self.metrics.processed.failure.inc();
                     // The image is the client's fault, not the system's.
                     tracing::warn!(%task_id, user_id = %event.user_id, error = %reason, "task failed");
                 }

@@ -1,17 +1,24 @@
 //! worker's metrics: consumption, processing outcomes, latency and the
 //! number of tasks in hand.
 
-use pixelflow_common::metrics::register;
+use pixelflow_common::metrics::{children, register};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub const OUTCOMES: [&str; 2] = ["success", "failure"];
+
+/// `worker_tasks_processed_total{status}`, by outcome.
+#[derive(Clone)]
+pub struct Processed {
+    pub success: IntCounter,
+    pub failure: IntCounter,
+}
 
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub registry: Registry,
     pub consumed: IntCounter,
     pub consumption_errors: IntCounter,
-    pub processed: IntCounterVec,
+    pub processed: Processed,
     pub processing_duration: Histogram,
     pub active: IntGauge,
 }
@@ -19,6 +26,17 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
+        let processed = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "worker_tasks_processed_total",
+                    "Tasks processed, by outcome (failure: the image could not be decoded).",
+                ),
+                &["status"],
+            )?,
+        )?;
+        let [success, failure] = children(&processed, OUTCOMES);
         let metrics = Self {
             consumed: register(
                 &registry,
@@ -34,16 +52,7 @@ impl WorkerMetrics {
                     "Errors receiving, decoding or committing messages.",
                 )?,
             )?,
-            processed: register(
-                &registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "worker_tasks_processed_total",
-                        "Tasks processed, by outcome (failure: the image could not be decoded).",
-                    ),
-                    &["status"],
-                )?,
-            )?,
+            processed: Processed { success, failure },
             processing_duration: register(
                 &registry,
                 Histogram::with_opts(
@@ -65,9 +74,6 @@ impl WorkerMetrics {
             )?,
             registry,
         };
-        for outcome in OUTCOMES {
-            metrics.processed.with_label_values(&[outcome]);
-        }
         Ok(metrics)
     }
 }

@@ -9,6 +9,7 @@ use crate::thumbnail::Thumbnail;
 
 /// A claimed task: its image and how many claims it has had, this one
 /// included.
+#[derive(sqlx::FromRow)]
 pub struct Claimed {
     pub image: Vec<u8>,
     pub attempts: i32,
@@ -19,7 +20,7 @@ pub struct Claimed {
 /// or does not exist. A task found PROCESSING was left so by a worker that
 /// stopped mid-way: it is claimed again, one attempt more.
 pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Claimed>, sqlx::Error> {
-    let row: Option<(Vec<u8>, i32)> = sqlx::query_as(
+    sqlx::query_as(
         "UPDATE tasks SET status = 'PROCESSING', attempts = attempts + 1, \
          updated_at = clock_timestamp() \
          WHERE id = $1 AND status IN ('PENDING', 'PROCESSING') RETURNING image, attempts",
@@ -27,8 +28,7 @@ pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Claimed>, sqlx
     .bind(task_id)
     .fetch_optional(pool)
     .timed_by(db_span("UPDATE tasks claim"))
-    .await?;
-    Ok(row.map(|(image, attempts)| Claimed { image, attempts }))
+    .await
 }
 
 /// Stores the thumbnail; false when the task was no longer PROCESSING
