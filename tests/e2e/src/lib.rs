@@ -253,13 +253,8 @@ pub async fn run_flow(
 
 /// `count` uploads of a small PNG by the user `authorization` names.
 pub async fn upload_some(http: &reqwest::Client, api: &Service, authorization: &str, count: usize) {
+    let client = pixelflow_testkit::ApiClient::with_bearer(http, &api.base, authorization.into());
     for _ in 0..count {
-        http.post(format!("{}/api/upload", api.base))
-            .header("Authorization", authorization)
-            .header("Content-Type", "image/png")
-            .body(pixelflow_testkit::png(64, 64))
-            .send()
-            .await
-            .expect("upload");
+        client.upload(pixelflow_testkit::png(64, 64)).await;
     }
 }

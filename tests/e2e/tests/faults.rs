@@ -8,81 +8,14 @@
 use std::time::Duration;
 
 use pixelflow_e2e::{Service, Stack};
-use pixelflow_testkit::eventually;
+use pixelflow_testkit::{eventually, ApiClient, TaskStatus};
 use serde_json::{json, Value};
 
 const SECRET: &str = "faults-secret-0123456789";
 
-struct Client {
-    http: reqwest::Client,
-    api: String,
-    bearer: String,
-}
-
-impl Client {
-    async fn new(auth: &Service, api: &Service) -> Self {
-        let http = reqwest::Client::new();
-        let email = format!("{}@example.com", pixelflow_testkit::unique("faults-"));
-        let credentials = json!({"email": email, "password": "correct horse"});
-        let registered = http
-            .post(format!("{}/register", auth.base))
-            .json(&credentials)
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(registered.status(), 201);
-        let login: Value = http
-            .post(format!("{}/login", auth.base))
-            .json(&credentials)
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("login json");
-        let bearer = format!("Bearer {}", login["token"].as_str().expect("token"));
-        Self {
-            http,
-            api: api.base.clone(),
-            bearer,
-        }
-    }
-
-    async fn upload(&self, png: Vec<u8>) -> String {
-        let response = self
-            .http
-            .post(format!("{}/api/upload", self.api))
-            .header("Authorization", &self.bearer)
-            .header("Content-Type", "image/png")
-            .body(png)
-            .send()
-            .await
-            .expect("upload");
-        assert_eq!(response.status(), 201);
-        let task: Value = response.json().await.expect("task json");
-        task["id"].as_str().expect("id").to_string()
-    }
-
-    async fn task(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}/api/tasks/{id}", self.api))
-            .header("Authorization", &self.bearer)
-            .send()
-            .await
-            .expect("task")
-            .json()
-            .await
-            .expect("task json")
-    }
-
-    /// Waits for the task to leave PENDING and PROCESSING; its final state.
-    async fn settled(&self, id: &str, within: Duration) -> Value {
-        eventually(&format!("task {id} to settle"), within, || async {
-            let task = self.task(id).await;
-            matches!(task["status"].as_str(), Some("COMPLETED" | "FAILED")).then_some(task)
-        })
-        .await
-    }
+/// A fresh user of the stack's api.
+async fn client(auth: &Service, api: &Service) -> ApiClient {
+    ApiClient::register(&reqwest::Client::new(), &auth.base, &api.base).await
 }
 
 /// Waits until the worker is processing a task.
@@ -141,16 +74,16 @@ async fn a_worker_killed_mid_task_is_replaced_and_the_task_completes_once() {
     for service in [&auth, &api, &worker] {
         service.ready(&http).await;
     }
-    let client = Client::new(&auth, &api).await;
+    let client = client(&auth, &api).await;
     let id = client.upload(slow_png()).await;
     busy(&worker).await;
-    assert_eq!(client.task(&id).await["status"], "PROCESSING");
+    assert_eq!(client.status(&id).await, Some(TaskStatus::Processing));
     worker.kill().await;
 
     let worker = stack.worker_with(logs.path(), &static_member());
     worker.ready(&http).await;
     let task = client.settled(&id, Duration::from_secs(120)).await;
-    assert_eq!(task["status"], "COMPLETED", "{task}");
+    assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
     // The new worker counted it exactly once (it starts from zero; the
     // killed one never recorded an outcome).
     let succeeded = |m: &pixelflow_testkit::Exposition| {
@@ -186,7 +119,7 @@ async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_comp
     for service in [&auth, &api, &worker] {
         service.ready(&http).await;
     }
-    let client = Client::new(&auth, &api).await;
+    let client = client(&auth, &api).await;
     let poison = client.upload(slow_png()).await;
     busy(&worker).await;
     let behind = [
@@ -200,8 +133,8 @@ async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_comp
     for attempt in 1..=2 {
         claimed(&stack, &poison, attempt).await;
         assert_eq!(
-            client.task(&poison).await["status"],
-            "PROCESSING",
+            client.status(&poison).await,
+            Some(TaskStatus::Processing),
             "attempt {attempt}"
         );
         worker.kill().await;
@@ -209,22 +142,22 @@ async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_comp
         worker.ready(&http).await;
     }
     let task = client.settled(&poison, Duration::from_secs(120)).await;
-    assert_eq!(task["status"], "FAILED", "{task}");
+    assert_eq!(task.status, TaskStatus::Failed, "{}", task.json);
     assert!(
-        task["error"]
-            .as_str()
+        task.error
+            .as_deref()
             .is_some_and(|e| e.contains("gave up after 2 attempts")),
-        "{task}"
+        "{}",
+        task.json
     );
     for id in &behind {
         let task = client.settled(id, Duration::from_secs(120)).await;
-        assert_eq!(task["status"], "COMPLETED", "{task}");
+        assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
     }
 }
 
 #[tokio::test]
 async fn a_thirty_second_broker_outage_loses_no_upload_and_every_task_completes_once() {
-    const DURING_OUTAGE: usize = 10;
     let mut broker = pixelflow_testkit::Broker::start(pixelflow_testkit::free_port()).await;
     let mut stack = Stack::fresh(SECRET).await;
     stack.brokers = broker.address();
@@ -245,60 +178,18 @@ async fn a_thirty_second_broker_outage_loses_no_upload_and_every_task_completes_
     for service in [&auth, &api, &worker] {
         service.ready(&http).await;
     }
-    let client = Client::new(&auth, &api).await;
-    let mut tasks = vec![client.upload(pixelflow_testkit::png(64, 48)).await];
-    let first = client.settled(&tasks[0], Duration::from_secs(60)).await;
-    assert_eq!(first["status"], "COMPLETED", "{first}");
+    let client = client(&auth, &api).await;
+    let first = client.upload(pixelflow_testkit::png(64, 48)).await;
+    let first = client.settled(&first, Duration::from_secs(60)).await;
+    assert_eq!(first.status, TaskStatus::Completed, "{}", first.json);
 
-    broker.kill().await;
-    let outage = std::time::Instant::now();
-    let mut pending_seen = 0.0_f64;
-    for _ in 0..DURING_OUTAGE {
-        // Every upload is answered 201 while the broker is away.
-        tasks.push(client.upload(pixelflow_testkit::png(64, 48)).await);
-        pending_seen = pending_seen.max(
-            api.metrics()
-                .await
-                .value_or_zero("api_outbox_pending_messages", &[]),
-        );
-        // Pacing, not waiting: the uploads are spread over the outage.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-    }
-    assert!(outage.elapsed() >= Duration::from_secs(30));
-    assert!(
-        pending_seen >= 1.0,
-        "the outbox gauge shows the waiting events (saw {pending_seen})"
-    );
-    broker.restart().await;
-
-    for id in &tasks {
-        let task = client.settled(id, Duration::from_secs(180)).await;
-        assert_eq!(task["status"], "COMPLETED", "{task}");
-    }
-    eventually("the outbox to drain", Duration::from_secs(30), || async {
-        let m = api.metrics().await;
-        (m.value("api_outbox_pending_messages", &[]) == Some(0.0)).then_some(())
-    })
+    pixelflow_testkit::broker_outage_loses_nothing(
+        &mut broker,
+        &client,
+        &format!("{}/metrics", api.base),
+        &format!("{}/metrics", worker.base),
+    )
     .await;
-    let total = tasks.len() as f64;
-    let api_m = api.metrics().await;
-    assert_eq!(
-        api_m.value_or_zero("api_kafka_messages_published_total", &[]),
-        total,
-        "each event acknowledged once"
-    );
-    eventually("every success counted", Duration::from_secs(10), || async {
-        let m = worker.metrics().await;
-        (m.value_or_zero("worker_tasks_processed_total", &[("status", "success")]) >= total)
-            .then_some(())
-    })
-    .await;
-    let worker_m = worker.metrics().await;
-    assert_eq!(
-        worker_m.value_or_zero("worker_tasks_processed_total", &[("status", "success")]),
-        total,
-        "each task counted once"
-    );
     // The outage is in the logs once per service, not once per retry (a
     // retry a second made about 30 ERROR lines each), and so is its end.
     for (service, failing, again) in [
@@ -357,11 +248,11 @@ async fn a_postgres_restart_gets_json_503s_meanwhile_and_every_service_recovers_
     for service in [&auth, &api, &worker] {
         service.ready(&http).await;
     }
-    let client = Client::new(&auth, &api).await;
+    let client = client(&auth, &api).await;
     let first = client.upload(pixelflow_testkit::png(64, 48)).await;
     assert_eq!(
-        client.settled(&first, Duration::from_secs(60)).await["status"],
-        "COMPLETED"
+        client.settled(&first, Duration::from_secs(60)).await.status,
+        TaskStatus::Completed
     );
 
     database.stop().await;
@@ -418,7 +309,7 @@ async fn a_postgres_restart_gets_json_503s_meanwhile_and_every_service_recovers_
     }
     let after = client.upload(pixelflow_testkit::png(64, 48)).await;
     assert_eq!(
-        client.settled(&after, Duration::from_secs(60)).await["status"],
-        "COMPLETED"
+        client.settled(&after, Duration::from_secs(60)).await.status,
+        TaskStatus::Completed
     );
 }

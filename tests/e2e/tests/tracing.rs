@@ -239,23 +239,9 @@ async fn the_trace_holds_when_api_restarts_between_storing_a_task_and_publishing
     let first = stack.api_with(logs.path(), &first_env);
     pixelflow_testkit::accepting(stack.ports.1, "the first api").await;
 
-    let (authorization, _) = pixelflow_testkit::new_user(&http, &auth.base).await;
-    let uploaded = http
-        .post(format!("{}/api/upload", first.base))
-        .header("Authorization", &authorization)
-        .header("Content-Type", "image/png")
-        .body(pixelflow_testkit::png(64, 48))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(uploaded.status(), 201);
-    let trace_id = uploaded
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(pixelflow_verify::flow::trace_id_of)
-        .expect("a traceparent");
-    let task: Value = uploaded.json().await.expect("task");
+    let client = pixelflow_testkit::ApiClient::register(&http, &auth.base, &first.base).await;
+    let (task_id, traceparent) = client.upload_traced(pixelflow_testkit::png(64, 48)).await;
+    let trace_id = pixelflow_verify::flow::trace_id_of(&traceparent).expect("a traceparent");
     let (status, _) = first.terminate().await;
     assert!(status.success(), "the first api stops cleanly");
 
@@ -279,7 +265,7 @@ async fn the_trace_holds_when_api_restarts_between_storing_a_task_and_publishing
     );
     assert_eq!(
         processing.attributes.get("task_id").map(String::as_str),
-        task["id"].as_str()
+        Some(task_id.as_str())
     );
     drop(second);
 }

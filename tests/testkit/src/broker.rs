@@ -76,3 +76,15 @@ fn spawn(dir: &Path, port: u16) -> Child {
             )
         })
 }
+
+/// The outage scenario kills the broker process and starts it again on
+/// the same port and storage.
+impl crate::BrokerSwitch for Broker {
+    async fn off(&mut self) {
+        self.kill().await;
+    }
+
+    async fn on(&mut self) {
+        self.restart().await;
+    }
+}

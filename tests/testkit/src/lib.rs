@@ -10,9 +10,11 @@
 //! - `PIXELFLOW_TEST_KAFKA_BROKERS` (default `127.0.0.1:19092`).
 
 mod broker;
+mod client;
 mod images;
 mod metrics;
 mod otlp;
+mod outage;
 mod postgres;
 
 use std::time::Duration;
@@ -20,9 +22,11 @@ use std::time::Duration;
 use sqlx::{Connection, Executor, PgConnection};
 
 pub use broker::Broker;
+pub use client::{ApiClient, Task, TaskStatus, Uploaded};
 pub use images::{jpeg, png, png_claiming, png_plain};
 pub use metrics::{assert_meets_spec, assert_promtool_clean, scrape};
 pub use otlp::{OtlpReceiver, RecordedSpan};
+pub use outage::{broker_outage_loses_nothing, BrokerSwitch, DURING_OUTAGE};
 pub use pixelflow_verify::Exposition;
 pub use postgres::PrivatePostgres;
 

@@ -114,6 +114,11 @@ impl TestApi {
         pixelflow_testkit::new_user(&self.http, &self.auth).await
     }
 
+    /// The testkit's client of this api, as the user `bearer` names.
+    pub fn client(&self, bearer: &str) -> pixelflow_testkit::ApiClient {
+        pixelflow_testkit::ApiClient::with_bearer(&self.http, &self.base, bearer.to_string())
+    }
+
     pub async fn upload(
         &self,
         bearer: &str,
@@ -131,38 +136,12 @@ impl TestApi {
         content_type: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value, Option<String>) {
-        let response = self
-            .http
-            .post(format!("{}/api/upload", self.base))
-            .header("Authorization", bearer)
-            .header("Content-Type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("upload");
-        let status = response.status();
-        let traceparent = response
-            .headers()
-            .get(pixelflow_common::telemetry::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        (
-            status,
-            response.json().await.unwrap_or(Value::Null),
-            traceparent,
-        )
+        let uploaded = self.client(bearer).try_upload(content_type, body).await;
+        (uploaded.status, uploaded.body, uploaded.traceparent)
     }
 
     pub async fn get(&self, bearer: &str, path: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", bearer)
-            .send()
-            .await
-            .expect("get");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.client(bearer).get(path).await
     }
 
     pub async fn metrics(&self) -> Exposition {
