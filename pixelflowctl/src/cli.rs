@@ -36,6 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Up(commands::up::Args),
+    Dev(commands::dev::Args),
     Build(commands::build::Args),
     Ps(commands::ps::Args),
     Logs(commands::logs::Args),

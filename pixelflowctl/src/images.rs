@@ -23,13 +23,16 @@ use crate::compose::Project;
 use crate::docker::{BuildRequest, Engine, PullEvent};
 use crate::printer::Printer;
 use crate::stack::image_of;
+use crate::workspace::Workspace;
 
 /// The label holding the digest of what an image was built from.
 pub const CONTEXT_DIGEST: &str = "org.pixelflow.context-digest";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
-    /// Build in the official Rust image from services/Dockerfile.
+    /// Build in the official Rust image from services/Dockerfile (the
+    /// engine's build; `engine` says the same).
+    #[value(alias = "engine")]
     Dockerfile,
     /// Package binaries already built on the host (`cargo build`) onto
     /// RUNTIME_IMAGE (default debian:bookworm-slim).
@@ -56,22 +59,54 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn options(&self, rebuild: bool) -> Options {
+    /// The options for building `project`'s images. For the engine's
+    /// builds, the cargo workspace of the build context is read once: each
+    /// image is then digested by what its binary is built from. Without
+    /// cargo, the whole context is, and `printer` says so.
+    pub fn options(&self, project: &Project, rebuild: bool, printer: &Printer) -> Options {
+        let workspace = match self.images {
+            Source::Host => None,
+            Source::Dockerfile => {
+                let root = project.dir.join("..");
+                match root
+                    .join("Cargo.toml")
+                    .is_file()
+                    .then(|| Workspace::load(&root))
+                {
+                    Some(Ok(workspace)) => Some(workspace),
+                    Some(Err(e)) => {
+                        printer.status(format!(
+                            "warning: {e:#}; any change in the build context rebuilds every image"
+                        ));
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
         Options {
             source: self.images,
+            workspace,
             rebuild,
             profile: self.profile.clone(),
+            binaries: None,
         }
     }
 }
 
 pub struct Options {
     pub source: Source,
+    /// The cargo workspace the services are built from, when cargo could
+    /// tell: images are then digested by their binary's inputs alone.
+    pub workspace: Option<Workspace>,
     /// Build the services' images even when their digest is unchanged (the
     /// engine's layer cache still applies).
     pub rebuild: bool,
     /// `target/<profile>` holds the host binaries.
     pub profile: String,
+    /// With `Source::Host`: the folder holding the binaries, instead of
+    /// `target/<profile>` (`dev` copies a build container's there).
+    pub binaries: Option<PathBuf>,
 }
 
 /// Pulls or builds what `services` need. Returns each image's id.
@@ -204,10 +239,21 @@ async fn ensure_built(
         .with_context(|| format!("{name} has no build section"))?;
     let image = image_of(project, name);
     let mut request = match options.source {
-        Source::Host => host_request(project, name, build, &options.profile)?,
+        Source::Host => host_request(project, name, build, options)?,
         Source::Dockerfile => dockerfile_request(project, build)?,
     };
-    let digest = request_digest(&request);
+    // Built by the engine, an image is digested by what its binary is built
+    // from, not by the whole context: an edit to api rebuilds api alone.
+    // The host's packaging context holds just the binary already.
+    let digest = match (options.source, options.workspace.as_ref()) {
+        (Source::Dockerfile, Some(workspace)) => {
+            match binary_inputs(project, name, build, workspace)? {
+                Some(part) => digest_of(&part, &request),
+                None => digest_of(&request.context, &request),
+            }
+        }
+        _ => digest_of(&request.context, &request),
+    };
     let present = engine.image(&image).await?;
     if let Some(present) = &present {
         if !options.rebuild && present.labels.get(CONTEXT_DIGEST) == Some(&digest) {
@@ -234,11 +280,32 @@ async fn ensure_built(
     Ok(id)
 }
 
-/// The digest of everything a build reads: context, Dockerfile name,
-/// arguments and labels.
-fn request_digest(request: &BuildRequest) -> String {
+/// The part of the build context the service's binary is built from (its
+/// SERVICE build argument names the binary): `None` when no package of the
+/// workspace builds it, or the context is not the workspace's.
+fn binary_inputs(
+    project: &Project,
+    name: &str,
+    build: &Build,
+    workspace: &Workspace,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let dir = std::fs::canonicalize(project.dir.join(build.context()))
+        .unwrap_or_else(|_| project.dir.join(build.context()));
+    let binary = binary_of(name, build)?;
+    let Some(mut inputs) = workspace.inputs(&binary).filter(|_| dir == workspace.root) else {
+        return Ok(None);
+    };
+    // The Dockerfile is read wherever it is.
+    inputs.files.push(dir.join(dockerfile_of(build)));
+    context::subset(&dir, &inputs).map(Some)
+}
+
+/// The digest of what a build reads: `content` (its context, or the part
+/// of it the binary is built from), the Dockerfile's name, the arguments
+/// and the labels.
+fn digest_of(content: &[u8], request: &BuildRequest) -> String {
     let mut hash = Sha256::new();
-    hash.update(&request.context);
+    hash.update(content);
     hash.update(request.dockerfile.as_bytes());
     let mut args: Vec<_> = request.args.iter().chain(&request.labels).collect();
     args.sort();
@@ -253,13 +320,7 @@ fn request_digest(request: &BuildRequest) -> String {
 /// RUNTIME_IMAGE from the environment replace the Dockerfile's bases.
 fn dockerfile_request(project: &Project, build: &Build) -> anyhow::Result<BuildRequest> {
     let dir = project.dir.join(build.context());
-    let dockerfile = match build {
-        Build::Full {
-            dockerfile: Some(d),
-            ..
-        } => d.clone(),
-        _ => "Dockerfile".into(),
-    };
+    let dockerfile = dockerfile_of(build);
     let mut args: HashMap<String, String> = build.args().into_iter().collect();
     for key in ["RUST_IMAGE", "RUNTIME_IMAGE"] {
         if let Ok(v) = std::env::var(key) {
@@ -274,24 +335,55 @@ fn dockerfile_request(project: &Project, build: &Build) -> anyhow::Result<BuildR
     })
 }
 
+/// The binary a service's image runs: its SERVICE build argument, else
+/// its name. It becomes a file name under `target/`, so it must be one:
+/// letters, digits, `-` and `_`, never a path (`../../etc/passwd`).
+pub fn binary_of(name: &str, build: &Build) -> anyhow::Result<String> {
+    let binary = build
+        .args()
+        .get("SERVICE")
+        .cloned()
+        .unwrap_or_else(|| name.to_string());
+    let plain = !binary.is_empty()
+        && binary
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !plain {
+        bail!("{name}: build argument SERVICE={binary:?} is not a binary's name (letters, digits, - and _ only)");
+    }
+    Ok(binary)
+}
+
+/// The Dockerfile's path inside the build context.
+fn dockerfile_of(build: &Build) -> String {
+    match build {
+        Build::Full {
+            dockerfile: Some(d),
+            ..
+        } => d.clone(),
+        _ => "Dockerfile".into(),
+    }
+}
+
 /// The host binary of the service (its SERVICE build argument) and a
 /// Dockerfile that copies it onto RUNTIME_IMAGE.
 fn host_request(
     project: &Project,
     name: &str,
     build: &Build,
-    profile: &str,
+    options: &Options,
 ) -> anyhow::Result<BuildRequest> {
-    let binary = build
-        .args()
-        .get("SERVICE")
-        .cloned()
-        .unwrap_or_else(|| name.to_string());
+    let profile = options.profile.as_str();
+    let binary = binary_of(name, build)?;
     let root = project.dir.join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let path = target.join(profile).join(&binary);
+    let path = options
+        .binaries
+        .clone()
+        .unwrap_or_else(|| target.join(profile))
+        .join(&binary);
     if !path.exists() {
         bail!(
             "{} is missing: build it first (cargo build{} -p pixelflow-{binary})",
@@ -422,10 +514,107 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_service_argument_that_is_a_path_is_refused() {
+        let build = |service: &str| Build::Full {
+            context: "..".into(),
+            dockerfile: None,
+            args: [("SERVICE".to_string(), service.to_string())].into(),
+        };
+        assert_eq!(binary_of("api", &build("api")).ok().as_deref(), Some("api"));
+        for bad in ["../../etc/passwd", "a/b", "", "api;rm"] {
+            let error = binary_of("api", &build(bad)).unwrap_err().to_string();
+            assert!(error.contains("is not a binary's name"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
     fn build_steps_are_read_from_the_classic_builders_output() {
         assert_eq!(parse_step("Step 3/12 : RUN cargo build"), Some((3, 12)));
         assert_eq!(parse_step("   Compiling tokio v1.0"), None);
         assert_eq!(parse_step("Step x/12 : RUN"), None);
+    }
+
+    /// The repository without its build output, in a folder of its own.
+    fn copy_of_the_workspace() -> tempfile::TempDir {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            std::fs::create_dir_all(to).expect("mkdir");
+            for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+                let name = entry.file_name();
+                if name == "target" || name == ".git" {
+                    continue;
+                }
+                let (source, dest) = (entry.path(), to.join(&name));
+                if source.is_dir() {
+                    copy(&source, &dest);
+                } else {
+                    std::fs::copy(&source, &dest).expect("copy");
+                }
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+            dir.path(),
+        );
+        dir
+    }
+
+    /// Each service's image digest on the engine's path, as `up` takes it.
+    fn digests(root: &std::path::Path) -> Vec<String> {
+        let project = Project::load_with(&root.join("compose/docker-compose.yml"), &|name| {
+            (name == "COMPOSE_PROJECT_NAME").then(|| "digests".into())
+        })
+        .expect("the compose file loads");
+        let workspace = Workspace::load(root).expect("cargo metadata");
+        ["auth", "api", "worker"]
+            .iter()
+            .map(|name| {
+                let build = project.services[*name].build.as_ref().expect("built");
+                let request = dockerfile_request(&project, build).expect("request");
+                let part = binary_inputs(&project, name, build, &workspace)
+                    .expect("inputs")
+                    .expect("the service's binary is the workspace's");
+                digest_of(&part, &request)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_edit_changes_the_digest_of_the_images_built_from_it_and_no_other() {
+        let copy = copy_of_the_workspace();
+        let root = copy.path();
+        let edit = |file: &str| {
+            let path = root.join(file);
+            let mut text = std::fs::read_to_string(&path).expect("read");
+            text.push_str("\n// edited\n");
+            std::fs::write(&path, text).expect("write");
+        };
+        let changed = |before: &[String], after: &[String]| -> Vec<&str> {
+            ["auth", "api", "worker"]
+                .into_iter()
+                .zip(before.iter().zip(after))
+                .filter(|(_, (b, a))| b != a)
+                .map(|(name, _)| name)
+                .collect()
+        };
+        let mut before = digests(root);
+        for (file, expected) in [
+            ("services/api/src/main.rs", &["api"][..]),
+            ("services/common/src/lib.rs", &["auth", "api", "worker"]),
+            (
+                "services/api/migrations/20261127100001_create_tasks.sql",
+                &["api", "worker"],
+            ),
+            ("services/api/tests/http.rs", &[]),
+            ("pixelflowctl/src/lib.rs", &[]),
+            ("dashboards/api.json", &[]),
+            ("Cargo.lock", &["auth", "api", "worker"]),
+        ] {
+            edit(file);
+            let after = digests(root);
+            assert_eq!(changed(&before, &after), expected, "an edit of {file}");
+            before = after;
+        }
     }
 
     #[test]
@@ -436,9 +625,10 @@ mod tests {
             labels: HashMap::new(),
             context: context.to_vec(),
         };
-        let base = request_digest(&request(b"a", "api"));
-        assert_eq!(base, request_digest(&request(b"a", "api")));
-        assert_ne!(base, request_digest(&request(b"b", "api")));
-        assert_ne!(base, request_digest(&request(b"a", "auth")));
+        let digest = |r: &BuildRequest| digest_of(&r.context, r);
+        let base = digest(&request(b"a", "api"));
+        assert_eq!(base, digest(&request(b"a", "api")));
+        assert_ne!(base, digest(&request(b"b", "api")));
+        assert_ne!(base, digest(&request(b"a", "auth")));
     }
 }

@@ -3,14 +3,17 @@
 pub mod cli;
 pub mod commands;
 pub mod compose;
+mod dev;
 mod docker;
 mod health;
 mod images;
+mod logstream;
 mod parse;
 mod printer;
 pub mod render;
 mod stack;
 pub mod verify;
+mod workspace;
 
 pub use cli::{Cli, Command};
 pub use docker::DockerError;
@@ -79,6 +82,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             project.select(&args.without)?;
             &args.services
         }
+        Command::Dev(args) => {
+            project.select(&args.without)?;
+            &args.services
+        }
         Command::Build(args) => &args.services,
         Command::Ps(args) => &args.services,
         Command::Logs(args) => &args.services,
@@ -89,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let engine = docker::Engine::connect().await?;
     match &command {
         Command::Up(args) => commands::up::run(&engine, &project, args, &printer).await,
+        Command::Dev(args) => commands::dev::run(&engine, &project, args, &printer).await,
         Command::Build(args) => commands::build::run(&engine, &project, args, &printer).await,
         Command::Ps(args) => commands::ps::run(&engine, &project, args, &printer).await,
         Command::Logs(args) => commands::logs::run(&engine, &project, args, &printer).await,

@@ -319,7 +319,7 @@ async fn a_second_up_changes_nothing_and_a_setting_recreates_its_service(stack: 
     // A changed setting recreates the one service it belongs to.
     let changed = stack
         .command(&UP)
-        .env("JWT_SECRET", "a-changed-secret-0123456789")
+        .env("JWT_SECRET", "a-changed-secret-0123456789-0123456789abcdef")
         .output()
         .await
         .expect("up runs");

@@ -20,7 +20,7 @@ async fn start() -> Running {
 
 /// The three services with `env` on top of the stack's settings.
 async fn start_with(env: &[(&'static str, String)]) -> Running {
-    let stack = Stack::fresh("verify-secret-0123456789").await;
+    let stack = Stack::fresh("verify-secret-0123456789-0123456789abcdef").await;
     let logs = tempfile::tempdir().expect("tempdir");
     let services = vec![
         stack.auth_with(logs.path(), env),

@@ -38,7 +38,7 @@ pub async fn run(
             buildable
         })
         .collect();
-    let options = args.source.options(true);
+    let options = args.source.options(project, true, printer);
     images::ensure(engine, project, &services, &options, printer).await?;
     Ok(ExitStatus::Success)
 }

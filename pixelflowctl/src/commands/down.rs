@@ -4,9 +4,7 @@
 //! of the services the compose file declares, networks and volumes the file
 //! declares, each carrying this project's label.
 
-use futures::future::join_all;
-
-use crate::compose::{start_order, Project};
+use crate::compose::Project;
 use crate::docker::Engine;
 use crate::printer::Printer;
 use crate::{stack, ExitStatus};
@@ -47,50 +45,6 @@ pub async fn run(
         }
         .into());
     }
-    let containers = stack::containers(engine, project).await?;
-    // Dependents first: api stops (draining its outbox) before the broker
-    // and the database it drains into.
-    let mut levels = start_order(&project.services)?;
-    levels.reverse();
-    for level in levels {
-        let stops = level.iter().flat_map(|service| {
-            let grace = stack::grace_period(&project.services[service]);
-            containers
-                .get(service)
-                .into_iter()
-                .flatten()
-                .map(move |found| async move {
-                    engine.stop(&found.name, grace).await?;
-                    engine.remove(&found.name).await?;
-                    printer.status(format!("removed container {}", found.name));
-                    anyhow::Ok(())
-                })
-        });
-        for result in join_all(stops).await {
-            result?;
-        }
-    }
-    let label = stack::label_filter(stack::PROJECT, &project.name);
-    let declared = |names: &[String], full: fn(&str, &str) -> String| -> Vec<String> {
-        names.iter().map(|n| full(&project.name, n)).collect()
-    };
-    // `default`: the network docker compose makes when a file declares none.
-    let mut networks = declared(&project.networks, stack::network_name);
-    networks.push(stack::network_name(&project.name, "default"));
-    for network in engine.labelled_networks(&label).await? {
-        if networks.contains(&network) {
-            engine.remove_network(&network).await?;
-            printer.status(format!("removed network {network}"));
-        }
-    }
-    if args.volumes {
-        let volumes = declared(&project.volumes, stack::volume_name);
-        for volume in engine.labelled_volumes(&label).await? {
-            if volumes.contains(&volume) {
-                engine.remove_volume(&volume).await?;
-                printer.status(format!("removed volume {volume}"));
-            }
-        }
-    }
+    stack::down(engine, project, args.volumes, printer).await?;
     Ok(ExitStatus::Success)
 }

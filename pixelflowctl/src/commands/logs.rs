@@ -2,15 +2,11 @@
 //! prefix per service, JSON lines rendered readably, a level filter, and
 //! `-f` that keeps following across a restart of the service.
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use owo_colors::{AnsiColors, OwoColorize};
 use tokio::sync::mpsc;
 
 use crate::compose::Project;
-use crate::docker::{DockerError, Engine};
+use crate::docker::Engine;
+use crate::logstream::{stream, Event, Prefixed};
 use crate::printer::Printer;
 use crate::render::{self, Level};
 use crate::{stack, ExitStatus};
@@ -68,26 +64,6 @@ fn is_in_trace(line: &str, id: &str) -> bool {
     has_field(line, "trace_id", id)
 }
 
-const COLORS: [AnsiColors; 6] = [
-    AnsiColors::Cyan,
-    AnsiColors::Magenta,
-    AnsiColors::Blue,
-    AnsiColors::Yellow,
-    AnsiColors::Green,
-    AnsiColors::BrightRed,
-];
-
-/// Splits the engine's timestamp off a line.
-fn split_timestamp(line: &str) -> (Option<DateTime<Utc>>, &str) {
-    match line.split_once(' ') {
-        Some((ts, rest)) => match DateTime::parse_from_rfc3339(ts) {
-            Ok(t) => (Some(t.with_timezone(&Utc)), rest),
-            Err(_) => (None, line),
-        },
-        None => (None, line),
-    }
-}
-
 pub async fn run(
     engine: &Engine,
     project: &Project,
@@ -122,7 +98,6 @@ pub async fn run(
             missing.join(" ")
         );
     }
-    let width = services.iter().map(String::len).max().unwrap_or(0);
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     for (index, service) in services.iter().enumerate() {
         let (engine, tx) = (engine.clone(), tx.clone());
@@ -138,18 +113,13 @@ pub async fn run(
         );
     }
     drop(tx);
+    let prefixed = Prefixed::new(&services);
     let show = |index: usize, line: &str| {
         if options.raw {
             printer.out(line);
-            return;
-        }
-        let name = format!("{:<width$} |", services[index]);
-        let prefix = if printer.color {
-            name.color(COLORS[index % COLORS.len()]).to_string()
         } else {
-            name
-        };
-        printer.out(format!("{prefix} {}", render::render(line, printer.color)));
+            prefixed.show(printer, index, line);
+        }
     };
     // One task's or trace's lines come from several services: without -f
     // they are gathered first and shown in the engine's time order.
@@ -188,79 +158,6 @@ pub async fn run(
     Ok(ExitStatus::Success)
 }
 
-enum Event {
-    /// A line of service `index`, with the engine's timestamp.
-    Line(usize, Option<DateTime<Utc>>, String),
-    /// The logs could not be read at all (no such container, say), or the
-    /// engine went away while following them.
-    Failed(DockerError),
-}
-
-/// Sends `container`'s lines; with `follow`, re-attaches after the
-/// container stops and runs again, skipping lines already sent.
-async fn stream(
-    engine: Engine,
-    container: String,
-    index: usize,
-    follow: bool,
-    tail: Option<usize>,
-    since: i64,
-    tx: mpsc::Sender<Event>,
-) {
-    let mut last: Option<DateTime<Utc>> = None;
-    let mut tail = tail;
-    let mut since = since;
-    loop {
-        let mut lines = Box::pin(engine.logs_with(&container, follow, tail, since, true));
-        while let Some(line) = lines.next().await {
-            let line = match line {
-                Ok(l) => l,
-                Err(e) => {
-                    if last.is_none() || matches!(e, DockerError::Unreachable { .. }) {
-                        let _ = tx.send(Event::Failed(e)).await;
-                        return;
-                    }
-                    break;
-                }
-            };
-            let (ts, text) = split_timestamp(&line);
-            if let (Some(ts), Some(seen)) = (ts, last) {
-                if ts <= seen {
-                    continue;
-                }
-            }
-            if ts.is_some() {
-                last = ts;
-            }
-            if tx
-                .send(Event::Line(index, ts, text.to_string()))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-        if !follow {
-            return;
-        }
-        // The container stopped (a restart, a crash): wait until it runs
-        // again, then pick up after the last line sent.
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            match engine.observe(&container).await {
-                Ok(observed) if observed.is_running() => break,
-                Err(e @ DockerError::Unreachable { .. }) => {
-                    let _ = tx.send(Event::Failed(e)).await;
-                    return;
-                }
-                _ => {}
-            }
-        }
-        tail = None;
-        since = last.map_or(since, |t| t.timestamp());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,13 +192,5 @@ mod tests {
             id
         ));
         assert!(!is_in_trace(r#"{"message":"no trace"}"#, id));
-    }
-
-    #[test]
-    fn engine_timestamps_are_split_off() {
-        let (ts, rest) = split_timestamp("2026-11-27T03:11:11.866342123Z {\"a\":1}");
-        assert!(ts.is_some());
-        assert_eq!(rest, "{\"a\":1}");
-        assert_eq!(split_timestamp("no time here").1, "no time here");
     }
 }

@@ -2,6 +2,7 @@
 //! command's exit status.
 
 pub mod build;
+pub mod dev;
 pub mod down;
 pub mod logs;
 pub mod metrics;

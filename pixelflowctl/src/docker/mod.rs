@@ -362,6 +362,17 @@ impl Engine {
     /// Runs `argv` in the running container; returns its exit code and its
     /// output (stdout and stderr merged).
     pub async fn exec(&self, name: &str, argv: Vec<String>) -> Result<(i64, String)> {
+        self.exec_in(name, argv, None, Vec::new()).await
+    }
+
+    /// [`Engine::exec`] in folder `workdir` with `env` (`KEY=value`) added.
+    pub async fn exec_in(
+        &self,
+        name: &str,
+        argv: Vec<String>,
+        workdir: Option<String>,
+        env: Vec<String>,
+    ) -> Result<(i64, String)> {
         let operation = || format!("exec in container {name}");
         let created = self
             .docker
@@ -371,6 +382,8 @@ impl Engine {
                     cmd: Some(argv),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
+                    working_dir: workdir,
+                    env: (!env.is_empty()).then_some(env),
                     ..Default::default()
                 },
             )
@@ -401,6 +414,48 @@ impl Engine {
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
             .map_err(|e| DockerError::failed(format!("inspect container {name}"), e))
+    }
+
+    /// Extracts the tar archive `tar` into the container's `/` (the
+    /// container may be stopped): how `dev` puts a new binary in place.
+    pub async fn upload(&self, name: &str, tar: Vec<u8>) -> Result<()> {
+        let options = bollard::container::UploadToContainerOptions {
+            path: "/".to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(name, Some(options), tar.into())
+            .await
+            .map_err(|e| DockerError::failed(format!("copy into container {name}"), e))
+    }
+
+    /// `path` in the container, as a tar archive.
+    pub async fn download(&self, name: &str, path: &str) -> Result<Vec<u8>> {
+        let options = bollard::container::DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut stream = self.docker.download_from_container(name, Some(options));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                DockerError::failed(format!("copy {path} out of container {name}"), e)
+            })?;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// The engine's operating system and architecture (`linux`, `x86_64`).
+    pub async fn platform(&self) -> Result<(String, String)> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| DockerError::failed("read the engine's info", e))?;
+        Ok((
+            info.os_type.unwrap_or_default(),
+            info.architecture.unwrap_or_default(),
+        ))
     }
 
     /// The container's state and health, parsed.

@@ -12,11 +12,34 @@ const MTIME: u64 = 1_577_836_800;
 
 /// `dir` as a build context, leaving out what its `.dockerignore` names.
 pub fn directory(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    archive(dir, &|_, _| true)
+}
+
+/// The part of `dir`'s build context a binary is built from: the files
+/// `inputs` covers, as [`directory`] would hold them. Its bytes are what an
+/// image's digest is taken of, so an edit elsewhere in the context leaves
+/// the image alone.
+pub fn subset(dir: &Path, inputs: &crate::workspace::Inputs) -> anyhow::Result<Vec<u8>> {
+    archive(dir, &|path, is_dir| {
+        inputs.covers(path)
+            || (is_dir
+                && inputs
+                    .dirs
+                    .iter()
+                    .chain(&inputs.files)
+                    .any(|input| input.starts_with(path)))
+    })
+}
+
+/// `dir` as a tar, leaving out what its `.dockerignore` names and what
+/// `keep` (given each absolute path and whether it is a folder) refuses.
+fn archive(dir: &Path, keep: &dyn Fn(&Path, bool) -> bool) -> anyhow::Result<Vec<u8>> {
     let ignore = std::fs::read_to_string(dir.join(".dockerignore"))
         .map(|text| Ignore::parse(&text))
         .unwrap_or_default();
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut tar = tar::Builder::new(Vec::new());
-    add_dir(&mut tar, dir, "", &ignore)?;
+    add_dir(&mut tar, &root, "", &ignore, keep)?;
     tar.into_inner().context("cannot finish the build context")
 }
 
@@ -49,6 +72,7 @@ fn add_dir(
     root: &Path,
     rel: &str,
     ignore: &Ignore,
+    keep: &dyn Fn(&Path, bool) -> bool,
 ) -> anyhow::Result<()> {
     let here = root.join(rel);
     let mut entries = std::fs::read_dir(&here)
@@ -69,8 +93,11 @@ fn add_dir(
         let kind = entry
             .file_type()
             .with_context(|| format!("cannot read {path}"))?;
+        if !keep(&root.join(&path), kind.is_dir()) {
+            continue;
+        }
         if kind.is_dir() {
-            add_dir(tar, root, &path, ignore)?;
+            add_dir(tar, root, &path, ignore, keep)?;
         } else if kind.is_file() {
             let data =
                 std::fs::read(entry.path()).with_context(|| format!("cannot read {path}"))?;

@@ -2,7 +2,9 @@
 //! way docker compose names and labels them, so `docker compose ps` and
 //! `docker compose logs` see what pixelflowctl created (and the reverse).
 
+pub mod converge;
 mod published;
+pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -12,11 +14,13 @@ use bollard::container::{Config, NetworkingConfig};
 use bollard::models::{
     EndpointSettings, HealthConfig, HostConfig, PortBinding, RestartPolicyNameEnum,
 };
+use futures::future::join_all;
 
 use crate::compose::model::Words;
-use crate::compose::{Project, RestartPolicy, Service};
+use crate::compose::{start_order, Project, RestartPolicy, Service};
 use crate::docker::state::Status;
 use crate::docker::Engine;
+use crate::printer::Printer;
 
 pub use published::Published;
 
@@ -320,4 +324,61 @@ pub fn urls(service: &Service, published: &[bollard::models::Port]) -> Vec<Strin
         .into_iter()
         .map(|port| format!("http://localhost:{port}"))
         .collect()
+}
+
+/// Stops the project's containers gracefully, dependents first, removes
+/// them and the project's networks, and with `volumes` its volumes: only
+/// what the compose file declares, of this project.
+pub async fn down(
+    engine: &Engine,
+    project: &Project,
+    volumes: bool,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let containers = containers(engine, project).await?;
+    // Dependents first: api stops (draining its outbox) before the broker
+    // and the database it drains into.
+    let mut levels = start_order(&project.services)?;
+    levels.reverse();
+    for level in levels {
+        let stops = level.iter().flat_map(|service| {
+            let grace = grace_period(&project.services[service]);
+            containers
+                .get(service)
+                .into_iter()
+                .flatten()
+                .map(move |found| async move {
+                    engine.stop(&found.name, grace).await?;
+                    engine.remove(&found.name).await?;
+                    printer.status(format!("removed container {}", found.name));
+                    anyhow::Ok(())
+                })
+        });
+        for result in join_all(stops).await {
+            result?;
+        }
+    }
+    let label = label_filter(PROJECT, &project.name);
+    let declared = |names: &[String], full: fn(&str, &str) -> String| -> Vec<String> {
+        names.iter().map(|n| full(&project.name, n)).collect()
+    };
+    // `default`: the network docker compose makes when a file declares none.
+    let mut networks = declared(&project.networks, network_name);
+    networks.push(network_name(&project.name, "default"));
+    for network in engine.labelled_networks(&label).await? {
+        if networks.contains(&network) {
+            engine.remove_network(&network).await?;
+            printer.status(format!("removed network {network}"));
+        }
+    }
+    if volumes {
+        let volumes = declared(&project.volumes, volume_name);
+        for volume in engine.labelled_volumes(&label).await? {
+            if volumes.contains(&volume) {
+                engine.remove_volume(&volume).await?;
+                printer.status(format!("removed volume {volume}"));
+            }
+        }
+    }
+    Ok(())
 }

@@ -245,17 +245,48 @@ fn services(plan: &Plan, scrapes: &Scrapes) -> Vec<Check> {
     let mut out = Vec::new();
     for (service, spec) in &plan.spec.services {
         if let Some(scrape) = scrapes.get(service) {
-            out.extend(checks::answer(
+            out.extend(service_rows(
                 service,
+                spec,
                 scrape,
                 plan.promised.scrape_timeout,
             ));
-            out.extend(checks::run(service, spec, &scrape.exposition));
-            out.push(checks::unlisted(service, spec, &scrape.exposition));
-            out.push(sense::families_row(service, &scrape.exposition));
         }
     }
     out
+}
+
+/// One service's rows from one scrape.
+fn service_rows(
+    service: &str,
+    spec: &spec::ServiceSpec,
+    scrape: &pixelflow_verify::Scrape,
+    scrape_timeout: Duration,
+) -> Vec<Check> {
+    let mut out = checks::answer(service, scrape, scrape_timeout);
+    out.extend(checks::run(service, spec, &scrape.exposition));
+    out.push(checks::unlisted(service, spec, &scrape.exposition));
+    out.push(sense::families_row(service, &scrape.exposition));
+    out
+}
+
+/// `verify --no-flow` of one service at `url`, as `dev` runs it after a
+/// reload: its rows, or why it could not be scraped.
+pub async fn one_service(
+    spec: &spec::Spec,
+    service: &str,
+    url: &str,
+    scrape_timeout: Duration,
+) -> Result<Vec<Check>, CouldNotRun> {
+    let expected = spec
+        .services
+        .get(service)
+        .ok_or_else(|| CouldNotRun(format!("the spec has no service {service}")))?;
+    let http = client(patience(scrape_timeout)).map_err(|e| CouldNotRun(format!("{e:#}")))?;
+    let scrape = scrape::scrape(&http, service, url)
+        .await
+        .map_err(|e| CouldNotRun(e.to_string()))?;
+    Ok(service_rows(service, expected, &scrape, scrape_timeout))
 }
 
 /// The row for a component that is not checked.

@@ -32,6 +32,7 @@ pub async fn exists(kind: &str, name: &str) -> bool {
 
 /// Removes objects a test made, (kind, name) each, whatever their state;
 /// for `Drop`, so blocking.
+#[allow(dead_code)] // not every test binary makes its own objects
 pub fn remove_all(objects: &[(&str, String)]) {
     for (kind, name) in objects {
         let _ = std::process::Command::new("docker")

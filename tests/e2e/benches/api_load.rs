@@ -72,7 +72,7 @@ async fn main() {
     let (bare_rps, metered_rps) = (median(bare.clone()), median(metered.clone()));
 
     // 2. The real stack, as processes.
-    let stack = Stack::fresh("bench-secret-0123456789").await;
+    let stack = Stack::fresh("bench-secret-0123456789-0123456789abcdef").await;
     let logs = tempfile::tempdir().expect("tempdir");
     let auth = stack.auth(logs.path());
     let api = stack.api(logs.path());

@@ -54,7 +54,7 @@ struct Pair {
 
 impl Pair {
     async fn start(http: &reqwest::Client, env: &[(&'static str, String)]) -> Self {
-        let stack = Stack::fresh("bench-secret-0123456789").await;
+        let stack = Stack::fresh("bench-secret-0123456789-0123456789abcdef").await;
         let logs = tempfile::tempdir().expect("tempdir");
         let auth = stack.auth_with(logs.path(), env);
         let api = stack.api_with(logs.path(), env);

@@ -11,7 +11,7 @@ use pixelflow_e2e::{Service, Stack};
 use pixelflow_testkit::{eventually, ApiClient, TaskStatus};
 use serde_json::{json, Value};
 
-const SECRET: &str = "faults-secret-0123456789";
+const SECRET: &str = "faults-secret-0123456789-0123456789abcdef";
 
 /// A fresh user of the stack's api.
 async fn client(auth: &Service, api: &Service) -> ApiClient {

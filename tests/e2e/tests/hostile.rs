@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const SECRET: &str = "hostile-secret-0123456789";
+const SECRET: &str = "hostile-secret-0123456789-0123456789abcdef";
 
 /// Series in an exposition: its sample lines.
 async fn series(service: &Service) -> usize {

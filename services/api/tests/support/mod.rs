@@ -13,7 +13,7 @@ use rdkafka::Message;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-pub const SECRET: &str = "test-secret-0123456789";
+pub const SECRET: &str = "test-secret-0123456789-0123456789abcdef";
 
 /// Starts auth against `database_url`; returns its base URL.
 pub async fn spawn_auth(database_url: &str) -> String {

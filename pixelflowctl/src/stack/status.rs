@@ -1,0 +1,124 @@
+//! The project's containers as `ps` shows them: state, health, ports and
+//! where each answers; `up` shows the same table when it is done.
+
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use serde::Serialize;
+
+use crate::compose::Project;
+use crate::docker::state::{Health, Status};
+use crate::docker::Engine;
+use crate::health;
+use crate::printer::{Output, Printer};
+use crate::stack;
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub service: String,
+    pub container: String,
+    pub state: String,
+    pub health: String,
+    pub ports: Vec<String>,
+    pub urls: Vec<String>,
+}
+
+/// The rows of `services`. Health is the engine's verdict; while the
+/// engine has not run its first check yet ("starting"), the service's own
+/// healthcheck command is run here, as `up` does, and a pass shows as
+/// healthy, which the engine's next check will say too.
+pub async fn rows(
+    engine: &Engine,
+    project: &Project,
+    services: &[String],
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut containers = stack::containers(engine, project).await?;
+    for service in services {
+        let found = containers
+            .remove(service)
+            .and_then(|list| list.into_iter().next());
+        let container = found.as_ref().map(|f| f.name.clone());
+        let (status, health) = match &container {
+            Some(name) => {
+                let observed = engine.observe(name).await?;
+                let health = match observed.current_health() {
+                    Some(Health::Starting)
+                        if observed.is_running()
+                            && health::passes_own_check(
+                                engine,
+                                &project.services[service],
+                                name,
+                            )
+                            .await =>
+                    {
+                        Some(Health::Healthy)
+                    }
+                    other => other,
+                };
+                (observed.status, health)
+            }
+            None => (None, None),
+        };
+        let state = match (&container, status) {
+            (None, _) => "not created".to_string(),
+            (Some(_), Some(status)) => status.to_string(),
+            (Some(_), None) => "unknown".to_string(),
+        };
+        let health = health.map(|h| h.to_string()).unwrap_or_default();
+        let published = found
+            .filter(|_| status == Some(Status::Running))
+            .map(|f| f.ports)
+            .unwrap_or_default();
+        let urls = stack::urls(&project.services[service], &published);
+        let ports = published
+            .into_iter()
+            .filter_map(|p| Some(format!("{}->{}", p.public_port?, p.private_port)))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        rows.push(Row {
+            service: service.clone(),
+            container: container.unwrap_or_default(),
+            state,
+            health,
+            ports,
+            urls,
+        });
+    }
+    Ok(rows)
+}
+
+pub fn print(rows: &[Row], printer: &Printer) -> anyhow::Result<()> {
+    if printer.output == Output::Json {
+        printer.out(serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY);
+    table.set_header(["SERVICE", "STATE", "HEALTH", "PORTS", "URL"]);
+    for r in rows {
+        table.add_row([
+            r.service.clone(),
+            r.state.clone(),
+            if r.health.is_empty() {
+                "-".into()
+            } else {
+                r.health.clone()
+            },
+            r.ports.join(", "),
+            r.urls.join(" "),
+        ]);
+    }
+    printer.out(table.to_string());
+    Ok(())
+}
+
+/// The table (or JSON) of `services`' containers.
+pub async fn show(
+    engine: &Engine,
+    project: &Project,
+    services: &[String],
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let rows = rows(engine, project, services).await?;
+    print(&rows, printer)
+}
