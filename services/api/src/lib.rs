@@ -35,6 +35,12 @@ pub struct AppState {
     /// Wakes the outbox relay when a task is stored.
     pub outbox: Arc<Notify>,
     pub broker: pixelflow_common::kafka::BrokerProbe,
+    /// Upload bytes being received, all clients together.
+    pub in_flight: upload::InFlight,
+    /// `/ready`'s last answer, served again for a second.
+    pub ready: pixelflow_common::health::ReadyCache,
+    /// The browser origins allowed to call api.
+    pub cors: pixelflow_common::cors::Cors,
 }
 
 /// The tasks and outbox tables. api's versions are its own range, so it can
@@ -71,6 +77,11 @@ impl Application {
             poll_interval: settings.outbox_poll_interval,
             metrics: metrics.clone(),
             wake: wake.clone(),
+            retention: outbox::Retention {
+                originals: settings.original_retention,
+                tasks: settings.task_retention,
+                quota: settings.user_storage_quota,
+            },
         };
         let state = AppState {
             pool,
@@ -82,10 +93,14 @@ impl Application {
                 max_dimension: settings.max_image_dimension,
                 max_pixels: settings.max_image_pixels,
                 max_active_tasks_per_user: i64::from(settings.max_active_tasks_per_user),
+                user_storage_quota: i64::try_from(settings.user_storage_quota).unwrap_or(i64::MAX),
             }),
             outbox: wake,
             broker: pixelflow_common::kafka::BrokerProbe::new(&settings.kafka.brokers)
                 .context("cannot create the Kafka client for readiness (KAFKA_BROKERS)")?,
+            in_flight: upload::InFlight::new(settings.upload_bytes_in_flight),
+            ready: Default::default(),
+            cors: settings.cors.clone(),
         };
         let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {

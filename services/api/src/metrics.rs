@@ -2,7 +2,7 @@
 
 use pixelflow_common::http_metrics::HttpMetrics;
 use pixelflow_common::metrics::register;
-use prometheus::{IntCounter, IntGauge, Registry};
+use prometheus::{Gauge, IntCounter, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -13,6 +13,10 @@ pub struct ApiMetrics {
     pub kafka_published: IntCounter,
     pub kafka_publish_errors: IntCounter,
     pub outbox_pending: IntGauge,
+    /// Bytes of images (originals and thumbnails) the tasks hold.
+    pub stored_bytes: IntGauge,
+    /// The fullest user's share of the storage quota, capped at 1.
+    pub fullest_user: Gauge,
 }
 
 impl ApiMetrics {
@@ -50,6 +54,20 @@ impl ApiMetrics {
                 IntGauge::new(
                     "api_outbox_pending_messages",
                     "Task events stored but not yet acknowledged by Kafka.",
+                )?,
+            )?,
+            stored_bytes: register(
+                &registry,
+                IntGauge::new(
+                    "api_stored_image_bytes",
+                    "Bytes of images (originals and thumbnails) all tasks hold.",
+                )?,
+            )?,
+            fullest_user: register(
+                &registry,
+                Gauge::new(
+                    "api_user_storage_quota_max_ratio",
+                    "The largest share of USER_STORAGE_QUOTA_BYTES one user's tasks hold (0 to 1).",
                 )?,
             )?,
             registry,

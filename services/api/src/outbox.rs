@@ -40,7 +40,23 @@ pub struct Relay {
     pub poll_interval: Duration,
     pub metrics: ApiMetrics,
     pub wake: Arc<Notify>,
+    pub retention: Retention,
 }
+
+/// How long finished tasks keep their images, and the quota the storage
+/// gauge measures users against.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A finished task's original is dropped this long after it finished.
+    pub originals: Duration,
+    /// A finished task is deleted this long after it finished.
+    pub tasks: Duration,
+    pub quota: u64,
+}
+
+/// How often the storage gauges are measured: a sum over every user's
+/// tasks, so not at every poll; Prometheus scrapes every 15 s.
+const STORAGE_EVERY: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
@@ -131,6 +147,7 @@ impl Relay {
         // Uploads wake the relay too; the sweep is not theirs to run, so it
         // keeps to the poll interval.
         let mut last_sweep: Option<tokio::time::Instant> = None;
+        let mut last_storage: Option<tokio::time::Instant> = None;
         // A broker that is down fails every round: logged once per outage.
         let mut topic_outage = Outage::new("Kafka topic not ready", "Kafka topic ready");
         let mut publish_outage = Outage::new(
@@ -157,6 +174,11 @@ impl Relay {
                 if let Err(e) = self.sweep().await {
                     tracing::error!(error = %e, "cannot look for tasks whose event was lost");
                 }
+                self.retain().await;
+            }
+            if last_storage.is_none_or(|at| at.elapsed() >= STORAGE_EVERY) {
+                last_storage = Some(tokio::time::Instant::now());
+                self.measure_storage().await;
             }
             if topic_ready {
                 match self.drain().await {
@@ -331,6 +353,37 @@ impl Relay {
             tracing::warn!(task_id = %task.id, user_id = %task.user_id, "task still PENDING long after its event went out; event queued again");
         }
         tx.commit().await
+    }
+
+    /// Drops originals and deletes finished tasks past their retention.
+    async fn retain(&self) {
+        match crate::tasks::retain(&self.pool, self.retention.originals, self.retention.tasks).await
+        {
+            Ok((0, 0)) => {}
+            Ok((originals, tasks)) => {
+                tracing::info!(
+                    originals,
+                    tasks,
+                    "retention: originals dropped, finished tasks deleted"
+                )
+            }
+            Err(e) => tracing::error!(error = %e, "cannot apply the retention"),
+        }
+    }
+
+    /// The storage gauges: all images stored, and the fullest user's share
+    /// of the quota.
+    async fn measure_storage(&self) {
+        match crate::tasks::storage(&self.pool).await {
+            Ok((total, fullest)) => {
+                self.metrics.stored_bytes.set(total);
+                let quota = self.retention.quota.max(1) as f64;
+                self.metrics
+                    .fullest_user
+                    .set((fullest.max(0) as f64 / quota).min(1.0));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot measure the images stored"),
+        }
     }
 
     async fn pending(&self) -> Result<i64, sqlx::Error> {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pixelflow_common::error::ApiError;
-use pixelflow_common::health::{ready_response, Check};
+use pixelflow_common::health::Check;
 use pixelflow_common::http_metrics::standard_routes;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -25,6 +25,7 @@ const MULTIPART_OVERHEAD: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     let http = state.metrics.http.clone();
     let registry = state.metrics.registry.clone();
+    let cors = state.cors.clone();
     let body_limit = state.limits.max_bytes + MULTIPART_OVERHEAD;
     let routes = Router::new()
         .route(
@@ -32,11 +33,11 @@ pub fn router(state: AppState) -> Router {
             post(upload).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/api/tasks", get(list))
-        .route("/api/tasks/{id}", get(get_task))
+        .route("/api/tasks/{id}", get(get_task).delete(delete_task))
         .route("/api/tasks/{id}/result", get(result))
         .route("/ready", get(ready))
         .with_state(state);
-    http.layer(standard_routes(routes, registry))
+    cors.layer(http.layer(standard_routes(routes, registry)))
 }
 
 /// The caller, as auth vouches for it.
@@ -64,37 +65,102 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+fn too_many_active(active: i64) -> ApiError {
+    ApiError::too_many_requests(format!(
+        "active tasks limit: {active} of your tasks are still waiting or processing, the most \
+         allowed (MAX_ACTIVE_TASKS_PER_USER); upload again when some have finished"
+    ))
+    .retry_after(5)
+}
+
+fn over_quota(used: i64, quota: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "storage quota: your tasks hold {used} of {quota} bytes of images \
+             (USER_STORAGE_QUOTA_BYTES); delete tasks (DELETE /api/tasks/{{id}}) to make room"
+        ),
+    )
+}
+
+/// The upload's size as its request declares it, when it does.
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 async fn upload(
     State(state): State<AppState>,
     AuthUser(user_id): AuthUser,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let image = upload::read(req, &state.limits).await.inspect_err(|e| {
+    let refused = |e: ApiError| {
         tracing::warn!(%user_id, error = %e.message, "upload refused");
-    })?;
-    let created = tasks::create(
-        &state.pool,
-        user_id,
-        &image,
-        state.limits.max_active_tasks_per_user,
-    )
-    .await
-    .map_err(|e| ApiError::database("cannot store task", &e))?;
+        e
+    };
+    // The cheap refusals come before the body is read: a user at a limit
+    // costs a query, not 10 MiB received.
+    let limits = &state.limits;
+    let active = tasks::active(&state.pool, user_id)
+        .await
+        .map_err(|e| ApiError::database("cannot count active tasks", &e))?;
+    if active >= limits.max_active_tasks_per_user {
+        return Err(refused(too_many_active(active)));
+    }
+    let declared = declared_length(&req);
+    let used = tasks::stored(&state.pool, user_id)
+        .await
+        .map_err(|e| ApiError::database("cannot sum stored bytes", &e))?;
+    let incoming = i64::try_from(declared.unwrap_or(1)).unwrap_or(i64::MAX);
+    if used.saturating_add(incoming.min(i64::try_from(limits.max_bytes).unwrap_or(i64::MAX)))
+        > limits.user_storage_quota
+    {
+        return Err(refused(over_quota(used, limits.user_storage_quota)));
+    }
+    let _room = state
+        .in_flight
+        .reserve(
+            declared
+                .unwrap_or(limits.max_bytes + MULTIPART_OVERHEAD)
+                .min(limits.max_bytes + MULTIPART_OVERHEAD),
+        )
+        .map_err(refused)?;
+    let image = upload::read(req, limits).await.map_err(refused)?;
+    // Checked again under the user's lock: concurrent uploads cannot
+    // overshoot either limit.
+    let created = tasks::create(&state.pool, user_id, &image, limits.allowance())
+        .await
+        .map_err(|e| ApiError::database("cannot store task", &e))?;
     let task = match created {
         tasks::Created::Task(task) => task,
-        tasks::Created::TooMany { active } => {
-            tracing::warn!(%user_id, active, "upload refused: too many active tasks");
-            return Err(ApiError::too_many_requests(format!(
-                "{active} of your tasks are still waiting or processing, the most allowed; \
-                 upload again when some have finished"
-            ))
-            .retry_after(5));
-        }
+        tasks::Created::TooMany { active } => return Err(refused(too_many_active(active))),
+        tasks::Created::OverQuota { used, quota } => return Err(refused(over_quota(used, quota))),
     };
     state.outbox.notify_one();
     state.metrics.tasks_created.inc();
     tracing::info!(%user_id, task_id = %task.id, bytes = image.bytes.len(), "task created");
     Ok((StatusCode::CREATED, Json(task)).into_response())
+}
+
+async fn delete_task(
+    State(state): State<AppState>,
+    AuthUser(user_id): AuthUser,
+    path: Result<Path<Uuid>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = task_id(path)?;
+    // Someone else's task is "no such task", as for reading it.
+    if !tasks::delete(&state.pool, user_id, id)
+        .await
+        .map_err(|e| ApiError::database("cannot delete task", &e))?
+    {
+        return Err(no_such_task());
+    }
+    tracing::info!(%user_id, task_id = %id, "task deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]
@@ -182,10 +248,15 @@ async fn result(
 
 async fn ready(State(state): State<AppState>) -> Response {
     let timeout = Duration::from_secs(2);
-    let (db, broker, auth) = tokio::join!(
-        pixelflow_common::db::check(&state.pool, timeout),
-        state.broker.check(timeout),
-        Check::run("auth", timeout, state.auth.probe()),
-    );
-    ready_response(vec![db, broker, auth])
+    state
+        .ready
+        .answer(async {
+            let (db, broker, auth) = tokio::join!(
+                pixelflow_common::db::check(&state.pool, timeout),
+                state.broker.check(timeout),
+                Check::run("auth", timeout, state.auth.probe()),
+            );
+            vec![db, broker, auth]
+        })
+        .await
 }

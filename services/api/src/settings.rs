@@ -48,6 +48,24 @@ pub struct Settings {
     /// `MAX_ACTIVE_TASKS_PER_USER` (default 20): uploads beyond this many of
     /// one user's tasks PENDING or PROCESSING get 429.
     pub max_active_tasks_per_user: u32,
+    /// `UPLOAD_BYTES_IN_FLIGHT` (default 64 MiB): the most upload bytes
+    /// being received at once, all clients together; an upload that would
+    /// go beyond gets 503 with `Retry-After`, before its body is read.
+    pub upload_bytes_in_flight: usize,
+    /// `USER_STORAGE_QUOTA_BYTES` (default 1 GiB): the most image bytes
+    /// (originals and thumbnails) one user's tasks may hold; an upload
+    /// beyond gets 413.
+    pub user_storage_quota: u64,
+    /// `ORIGINAL_RETENTION_SECONDS` (default 0): how long a finished
+    /// task's original image is kept (0: the worker drops it as it stores
+    /// the thumbnail; the sweep drops any left).
+    pub original_retention: Duration,
+    /// `TASK_RETENTION_SECONDS` (default 604800, a week): finished tasks
+    /// older than this are deleted with their thumbnails.
+    pub task_retention: Duration,
+    /// `CORS_ALLOWED_ORIGINS` (default none): the browser origins allowed
+    /// to call api, comma-separated (`http://localhost:3000`).
+    pub cors: pixelflow_common::cors::Cors,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
     /// `OTEL_*`: whether and where spans are exported.
@@ -88,6 +106,23 @@ impl Settings {
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
             max_image_pixels: env.checked("MAX_IMAGE_PIXELS", 64_000_000, positive)?,
             max_active_tasks_per_user: env.checked("MAX_ACTIVE_TASKS_PER_USER", 20, positive)?,
+            upload_bytes_in_flight: env.checked(
+                "UPLOAD_BYTES_IN_FLIGHT",
+                64 * 1024 * 1024,
+                positive,
+            )?,
+            user_storage_quota: env.checked(
+                "USER_STORAGE_QUOTA_BYTES",
+                1024 * 1024 * 1024,
+                positive,
+            )?,
+            original_retention: Duration::from_secs(env.or("ORIGINAL_RETENTION_SECONDS", 0u64)?),
+            task_retention: Duration::from_secs(env.checked(
+                "TASK_RETENTION_SECONDS",
+                7 * 24 * 3600u64,
+                positive,
+            )?),
+            cors: pixelflow_common::cors::Cors::from_env(env)?,
             log_level: pixelflow_common::logging::level_from_env(env)?,
             tracing: pixelflow_common::telemetry::Tracing::from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,

@@ -29,6 +29,44 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Tasks one user may have PENDING or PROCESSING.
     pub max_active_tasks_per_user: i64,
+    /// Bytes of images one user's tasks may hold.
+    pub user_storage_quota: i64,
+}
+
+impl Limits {
+    pub fn allowance(&self) -> crate::tasks::Allowance {
+        crate::tasks::Allowance {
+            active_tasks: self.max_active_tasks_per_user,
+            stored_bytes: self.user_storage_quota,
+        }
+    }
+}
+
+/// The upload bytes being received at once, for all clients: counted in
+/// KiB (a semaphore's permits), reserved before a body is read for as many
+/// bytes as it says it has, or the most any may have. Bounds api's memory
+/// by bytes, not by connections × the upload limit.
+#[derive(Clone)]
+pub struct InFlight {
+    kib: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl InFlight {
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            kib: std::sync::Arc::new(tokio::sync::Semaphore::new(bytes.div_ceil(1024))),
+        }
+    }
+
+    /// Room for `bytes` now, held until the permit drops; a 503 with
+    /// `Retry-After` when there is none (waiting would hold the client's
+    /// connection and body without bound).
+    pub fn reserve(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        self.kib.clone().try_acquire_many_owned(kib).map_err(|_| {
+            ApiError::unavailable("too many uploads in progress; try again shortly").retry_after(1)
+        })
+    }
 }
 
 const SUPPORTED: &str =
@@ -200,7 +238,22 @@ mod tests {
         max_dimension: 10_000,
         max_pixels: 64_000_000,
         max_active_tasks_per_user: 20,
+        user_storage_quota: 1 << 30,
     };
+
+    #[test]
+    fn upload_bytes_in_flight_are_bounded_and_freed() {
+        let in_flight = InFlight::new(20 * 1024 * 1024);
+        let first = in_flight.reserve(10 * 1024 * 1024).expect("room");
+        let _second = in_flight.reserve(10 * 1024 * 1024).expect("room");
+        let full = in_flight.reserve(1).unwrap_err();
+        assert_eq!(
+            (full.status, full.retry_after),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(1))
+        );
+        drop(first);
+        assert!(in_flight.reserve(10 * 1024 * 1024).is_ok());
+    }
 
     #[test]
     fn an_image_over_the_pixel_cap_is_refused_from_its_header() {

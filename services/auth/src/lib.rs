@@ -38,6 +38,10 @@ pub struct AppState {
     /// Argon2id, at most `PASSWORD_HASH_CONCURRENCY` at once.
     pub hasher: password::Hasher,
     pub throttle: Arc<throttle::LoginThrottle>,
+    /// `/ready`'s last answer, served again for a second.
+    pub ready: pixelflow_common::health::ReadyCache,
+    /// The browser origins allowed to call auth.
+    pub cors: pixelflow_common::cors::Cors,
 }
 
 /// The users table and anything after it. Versions are auth's own range so
@@ -81,6 +85,8 @@ impl Application {
                 settings.login_max_failures,
                 settings.login_failure_window,
             )),
+            ready: Default::default(),
+            cors: settings.cors.clone(),
         };
         let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
         Ok(Self {

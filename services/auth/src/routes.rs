@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pixelflow_common::error::ApiError;
-use pixelflow_common::health::ready_response;
 use pixelflow_common::http_metrics::standard_routes;
 use pixelflow_common::json::JsonBody;
 use serde::Deserialize;
@@ -27,6 +26,7 @@ const MAX_PASSWORD_LEN: usize = 1024;
 pub fn router(state: AppState) -> Router {
     let http = state.metrics.http.clone();
     let registry = state.metrics.registry.clone();
+    let cors = state.cors.clone();
     let routes = Router::new()
         .route("/register", post(register))
         .route("/login", post(login))
@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    http.layer(standard_routes(routes, registry))
+    cors.layer(http.layer(standard_routes(routes, registry)))
 }
 
 #[derive(Deserialize)]
@@ -43,11 +43,27 @@ struct Credentials {
     password: String,
 }
 
+/// The email as stored and looked up: trimmed, Unicode-normalised (NFC:
+/// `é` and `e` + U+0301 are one address) and lowercased; or why it is not
+/// an email. Run before anything else sees it, the login throttle
+/// included, so no key is longer than [`MAX_EMAIL_LEN`].
+pub fn normalised_email(raw: &str) -> Result<String, ApiError> {
+    use unicode_normalization::UnicodeNormalization;
+    // Bounded before the work: a 16 KiB "email" is refused by its length.
+    if raw.len() > 4 * MAX_EMAIL_LEN {
+        return Err(ApiError::bad_request(format!(
+            "email must be at most {MAX_EMAIL_LEN} characters"
+        )));
+    }
+    let email: String = raw.trim().nfc().collect::<String>().to_lowercase();
+    validate_email(&email).map_err(ApiError::bad_request)?;
+    Ok(email)
+}
+
 impl Credentials {
     /// The normalised email, or what is wrong with the input.
     fn validated(&self) -> Result<String, ApiError> {
-        let email = self.email.trim().to_lowercase();
-        validate_email(&email).map_err(ApiError::bad_request)?;
+        let email = normalised_email(&self.email)?;
         if self.password.chars().count() < MIN_PASSWORD_LEN {
             return Err(ApiError::bad_request(format!(
                 "password must be at least {MIN_PASSWORD_LEN} characters"
@@ -131,7 +147,9 @@ async fn login(
     State(state): State<AppState>,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
-    let email = credentials.email.trim().to_lowercase();
+    let email = normalised_email(&credentials.email).inspect_err(|e| {
+        tracing::warn!(error = %e.message, "login refused: not an email");
+    })?;
     if let Err(wait) = state.throttle.attempt(&email, Instant::now()) {
         tracing::warn!(
             retry_after_s = wait,
@@ -239,9 +257,12 @@ async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    ready_response(vec![
-        pixelflow_common::db::check(&state.pool, Duration::from_secs(2)).await,
-    ])
+    state
+        .ready
+        .answer(async {
+            vec![pixelflow_common::db::check(&state.pool, Duration::from_secs(2)).await]
+        })
+        .await
 }
 
 #[cfg(test)]

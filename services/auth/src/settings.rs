@@ -14,7 +14,7 @@ pub struct Settings {
     pub port: u16,
     /// `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS` (default 10).
     pub database: DatabaseSettings,
-    /// `JWT_SECRET` (required, at least 16 characters): signs tokens.
+    /// `JWT_SECRET` (required, at least 32 bytes): signs tokens.
     pub jwt_secret: String,
     /// `TOKEN_TTL_SECONDS` (default 3600): how long a token is valid.
     pub token_ttl: Duration,
@@ -22,6 +22,9 @@ pub struct Settings {
     pub log_level: String,
     /// `OTEL_*`: whether and where spans are exported.
     pub tracing: pixelflow_common::telemetry::Tracing,
+    /// `CORS_ALLOWED_ORIGINS` (default none): the browser origins allowed
+    /// to call auth, comma-separated (`http://localhost:3000`).
+    pub cors: pixelflow_common::cors::Cors,
     /// `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`,
     /// `HTTP_MAX_CONNECTIONS`: see [`pixelflow_common::server::HttpLimits`].
     pub http: pixelflow_common::server::HttpLimits,
@@ -64,13 +67,14 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-pub const MIN_SECRET_LEN: usize = 16;
+/// RFC 7518 §3.2: an HS256 key is at least as long as its hash, 256 bits.
+pub const MIN_SECRET_LEN: usize = 32;
 
 /// Secrets anyone can read in this repository: compose's default and the
 /// README's example. Fine on a laptop, never in production.
 pub const PUBLISHED_SECRETS: &[&str] = &[
     "local-development-secret-change-me",
-    "change-me-at-least-16-chars",
+    "change-me-to-a-secret-of-at-least-32-bytes",
 ];
 
 impl Settings {
@@ -99,7 +103,7 @@ impl Settings {
                     return Err(SettingsError::Invalid {
                         name: "JWT_SECRET",
                         value: "<redacted>".into(),
-                        reason: format!("must be at least {MIN_SECRET_LEN} characters"),
+                        reason: format!("must be at least {MIN_SECRET_LEN} bytes (RFC 7518: an HS256 key is no shorter than its hash)"),
                     });
                 }
                 secret
@@ -107,6 +111,7 @@ impl Settings {
             token_ttl: Duration::from_secs(env.checked("TOKEN_TTL_SECONDS", 3600u64, positive)?),
             log_level: pixelflow_common::logging::level_from_env(env)?,
             tracing: pixelflow_common::telemetry::Tracing::from_env(env)?,
+            cors: pixelflow_common::cors::Cors::from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,
             hash_concurrency: env.checked("PASSWORD_HASH_CONCURRENCY", cpus, positive)?,
             hash_queue_timeout: Duration::from_millis(env.checked(
@@ -155,7 +160,7 @@ mod tests {
     fn a_short_secret_is_refused_without_echoing_it() {
         let err = Settings::from_env(&env(&[("JWT_SECRET", "hunter2")])).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("at least 16"), "{text}");
+        assert!(text.contains("at least 32"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
     }
 
@@ -173,7 +178,7 @@ mod tests {
         let dev = Settings::from_env(&env(&[("JWT_SECRET", published)])).expect("development");
         assert!(dev.published_secret);
         let own = Settings::from_env(&env(&[
-            ("JWT_SECRET", "a-secret-of-our-own-0123"),
+            ("JWT_SECRET", "a-secret-of-our-own-0123456789abcdef"),
             ("PIXELFLOW_ENVIRONMENT", "production"),
         ]))
         .expect("own secret");
@@ -182,13 +187,14 @@ mod tests {
 
     #[test]
     fn defaults_match_the_documented_ones() {
-        let s = Settings::from_env(&env(&[("JWT_SECRET", "0123456789abcdef")])).expect("valid");
+        let s = Settings::from_env(&env(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef")]))
+            .expect("valid");
         assert_eq!(s.port, 50051);
         assert_eq!(s.token_ttl, Duration::from_secs(3600));
         assert_eq!(s.hash_queue_timeout, Duration::from_millis(2000));
         assert_eq!(s.login_max_failures, 10);
         assert_eq!(s.login_failure_window, Duration::from_secs(300));
         assert!(s.hash_concurrency >= 1 && !s.production);
-        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef0123456789abcdef"));
     }
 }

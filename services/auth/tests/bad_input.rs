@@ -99,7 +99,9 @@ async fn every_bad_request_is_a_json_4xx_and_leaves_nothing_behind() {
             "SQL in login",
             "/login",
             r#"{"email":"' OR '1'='1","password":"' OR '1'='1"}"#.into(),
-            401,
+            // Not an email, so no account can have it: refused as input
+            // before the throttle or a password check sees it.
+            400,
         ),
         json_case("malformed login JSON", "/login", "{{{".into(), 400),
         Case {

@@ -93,6 +93,32 @@ async fn a_taken_email_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn one_address_in_two_unicode_spellings_is_one_account() {
+    // "é" precomposed (U+00E9) and as "e" + a combining acute (U+0301) look
+    // the same to the person typing: two accounts for them would be one
+    // lockout away from confusion, and a second throttle key to spend.
+    let auth = spawn_auth().await;
+    auth.register("jos\u{e9}@example.com", "password-1").await;
+    let (status, body) = auth
+        .post(
+            "/register",
+            json!({ "email": "JOSE\u{301}@example.com", "password": "password-2" }),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (StatusCode::CONFLICT, &json!("email already registered"))
+    );
+    let (status, _) = auth
+        .post(
+            "/login",
+            json!({ "email": "jose\u{301}@example.com", "password": "password-1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn unknown_email_and_wrong_password_get_the_same_401() {
     let auth = spawn_auth().await;
     auth.register("known@example.com", "right password").await;

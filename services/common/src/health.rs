@@ -87,6 +87,11 @@ impl Check {
 
 /// 200 when every check passed, 503 otherwise; the body lists each.
 pub fn ready_response(checks: Vec<Check>) -> Response {
+    let (status, body) = answer(&checks);
+    (status, Json(body)).into_response()
+}
+
+fn answer(checks: &[Check]) -> (StatusCode, serde_json::Value) {
     let ready = checks.iter().all(|c| c.ok);
     let status = if ready {
         StatusCode::OK
@@ -97,7 +102,42 @@ pub fn ready_response(checks: Vec<Check>) -> Response {
         "status": if ready { "ready" } else { "not ready" },
         "checks": checks,
     });
-    (status, Json(body)).into_response()
+    (status, body)
+}
+
+/// How long one readiness answer is served again: `/ready` is public, and
+/// each real check is a database query (and for api a broker metadata
+/// fetch and a call to auth). At most one check runs a second, however
+/// often it is asked.
+pub const READY_CACHE: Duration = Duration::from_secs(1);
+
+/// The last readiness answer and when it was made. Callers wait for the
+/// check in progress rather than start one of their own.
+#[derive(Clone, Default)]
+pub struct ReadyCache {
+    last: std::sync::Arc<
+        tokio::sync::Mutex<Option<(tokio::time::Instant, StatusCode, serde_json::Value)>>,
+    >,
+}
+
+impl ReadyCache {
+    /// The cached answer when it is younger than [`READY_CACHE`], else the
+    /// answer of `checks`, run now.
+    pub async fn answer<F>(&self, checks: F) -> Response
+    where
+        F: Future<Output = Vec<Check>>,
+    {
+        let mut last = self.last.lock().await;
+        let now = tokio::time::Instant::now();
+        if let Some((at, status, body)) = last.as_ref() {
+            if now.duration_since(*at) < READY_CACHE {
+                return (*status, Json(body.clone())).into_response();
+            }
+        }
+        let (status, body) = answer(&checks.await);
+        *last = Some((tokio::time::Instant::now(), status, body.clone()));
+        (status, Json(body)).into_response()
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +184,28 @@ mod tests {
             "{}",
             captured.text()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_is_checked_at_most_once_a_second_however_often_asked() {
+        let cache = ReadyCache::default();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        let check = || async {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            vec![
+                Check::run("database", Duration::from_secs(1), async {
+                    Ok::<(), String>(())
+                })
+                .await,
+            ]
+        };
+        for _ in 0..50 {
+            assert_eq!(cache.answer(check()).await.status(), StatusCode::OK);
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        tokio::time::advance(READY_CACHE).await;
+        cache.answer(check()).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -96,8 +96,9 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
     let method = method_label(req.method());
     // The raw path and method go to the log (useful when debugging one
     // request), never into a label.
-    let path = req.uri().path().to_owned();
-    let raw_method = (method == OTHER_METHOD).then(|| req.method().as_str().to_owned());
+    // Both are the client's, of any length: clipped, their length kept.
+    let path = crate::logging::clip(req.uri().path());
+    let raw_method = (method == OTHER_METHOD).then(|| crate::logging::clip(req.method().as_str()));
     // Healthchecks probe every few seconds; successful probes would drown
     // the log at info, and their spans the traces.
     let probe = endpoint == "/health" || endpoint == "/ready";

@@ -5,6 +5,7 @@
 //! health endpoints, and the same JSON error body, so that `pixelflowctl`
 //! and dashboards can treat the three alike.
 
+pub mod cors;
 pub mod db;
 pub mod error;
 mod filter;

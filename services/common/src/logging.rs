@@ -218,6 +218,24 @@ pub fn init(service: &'static str, level: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The most of a client-controlled string (a path, an origin, a method)
+/// a log line carries.
+pub const CLIPPED: usize = 200;
+
+/// `text` for a log line: itself when short, else its first [`CLIPPED`]
+/// bytes (on a character boundary) and how long it was, so a 64 KiB path
+/// costs the log 200 bytes, not 64 KiB.
+pub fn clip(text: &str) -> String {
+    if text.len() <= CLIPPED {
+        return text.to_string();
+    }
+    let mut end = CLIPPED;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
 /// What [`crate::telemetry::init`] installs when tracing is off: the JSON lines alone,
 /// filtered by `filter` (`LOG_LEVEL`), and no spans.
 /// Public, like [`crate::telemetry::traced_subscriber`], for `examples/span_cost.rs`.
@@ -373,5 +391,14 @@ pub(crate) mod tests {
         assert!(line.get("trace_id").is_none(), "tracing is off: {line}");
         assert_eq!(line["message"], "");
         assert_eq!(line["kept"], 1);
+    }
+
+    #[test]
+    fn a_long_client_string_is_clipped_with_its_length_kept() {
+        assert_eq!(super::clip("/api/tasks"), "/api/tasks");
+        let long = "é".repeat(5000);
+        let clipped = super::clip(&long);
+        assert!(clipped.len() < 220, "{}", clipped.len());
+        assert!(clipped.ends_with("… (10000 bytes)"), "{clipped}");
     }
 }

@@ -23,6 +23,9 @@ pub struct TaskConsumer {
     pub retry_interval: Duration,
     /// Claims a task may have; the next one marks it FAILED.
     pub max_attempts: i32,
+    /// `ORIGINAL_RETENTION_SECONDS=0`: the original goes as the outcome
+    /// is stored (api's sweep drops the others later).
+    pub drop_originals: bool,
 }
 
 /// A consumer in `group` that commits by hand. With `instance_id`, a static
@@ -169,40 +172,74 @@ impl TaskConsumer {
             }
         };
         let span = process_span(message, &event);
+        self.process(&event, shutdown).instrument(span).await
+    }
+
+    /// Retries `step` (a statement) until it works, waiting the retry
+    /// interval between tries; `None` when shutdown came meanwhile. Only
+    /// the failed step is tried again: a failed store never claims the
+    /// task again, so an attempt counts a start of processing.
+    async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        task_id: uuid::Uuid,
+        shutdown: &mut watch::Receiver<bool>,
+        mut step: F,
+    ) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
         loop {
-            match self.process(&event).instrument(span.clone()).await {
-                Ok(()) => return Handled::Done,
+            match step().await {
+                Ok(value) => return Some(value),
                 Err(e) => {
-                    tracing::error!(task_id = %event.task_id, error = %e, "cannot record task outcome; retrying");
+                    tracing::error!(%task_id, error = %e, "cannot {what}; retrying");
                     if self.pause(shutdown).await {
-                        return Handled::Abandoned;
+                        return None;
                     }
                 }
             }
         }
     }
 
-    async fn process(&self, event: &TaskCreated) -> Result<(), sqlx::Error> {
+    async fn process(&self, event: &TaskCreated, shutdown: &mut watch::Receiver<bool>) -> Handled {
         let task_id = event.task_id;
-        let Some(store::Claimed { image, attempts }) = store::claim(&self.pool, task_id).await?
+        let pool = &self.pool;
+        let drop_original = self.drop_originals;
+        let Some(claimed) = self
+            .retrying("claim the task", task_id, shutdown, || {
+                store::claim(pool, task_id)
+            })
+            .await
         else {
-            tracing::info!(%task_id, "task already processed or unknown; event skipped");
-            return Ok(());
+            return Handled::Abandoned;
         };
-        if attempts > self.max_attempts {
-            // Every earlier claim ended with the worker gone before it
-            // recorded an outcome: this image kills workers. Give up on it
-            // rather than on the partition behind it.
-            let reason = format!(
-                "gave up after {} attempts: the worker stopped while processing it each time",
-                attempts - 1
-            );
-            if store::fail(&self.pool, task_id, &reason).await? {
-                self.metrics.processed.failure.inc();
+        let Some(store::Claimed { image, attempts }) = claimed else {
+            tracing::info!(%task_id, "task already processed or unknown; event skipped");
+            return Handled::Done;
+        };
+        // Every earlier claim ended with the worker gone before it recorded
+        // an outcome: this image kills workers. Give up on it rather than
+        // on the partition behind it.
+        let image = match image {
+            Some(image) if attempts <= self.max_attempts => image,
+            Some(_) => {
+                let reason = format!(
+                    "gave up after {} attempts: the worker stopped while processing it each time",
+                    attempts - 1
+                );
+                let handled = self.give_up(event, &reason, shutdown).await;
                 tracing::error!(%task_id, user_id = %event.user_id, attempts = attempts - 1, "task failed: it stopped the worker every time");
+                return handled;
             }
-            return Ok(());
-        }
+            None => {
+                let reason = "the original image is gone".to_string();
+                let handled = self.give_up(event, &reason, shutdown).await;
+                tracing::error!(%task_id, user_id = %event.user_id, "task failed: its original image is gone");
+                return handled;
+            }
+        };
         let _active = Active::start(&self.metrics.active);
         let timer = self.metrics.processing_duration.start_timer();
         let limits = self.limits.clone();
@@ -212,25 +249,65 @@ impl TaskConsumer {
             tokio::task::spawn_blocking(move || span.in_scope(|| thumbnail::make(&image, &limits)))
                 .await
                 .unwrap_or_else(|e| Err(format!("image processing crashed: {e}")));
-        match outcome {
+        let stored = match &outcome {
             Ok(thumbnail) => {
-                if store::complete(&self.pool, task_id, &thumbnail).await? {
-                    self.metrics.processed.success.inc();
-                    tracing::info!(%task_id, user_id = %event.user_id, width = thumbnail.width, height = thumbnail.height, attempts, "task completed");
-                } else {
-                    tracing::info!(%task_id, "task completed by another delivery meanwhile; not counted again");
-                }
+                self.retrying("store the thumbnail", task_id, shutdown, || {
+                    store::complete(pool, task_id, thumbnail, drop_original)
+                })
+                .await
             }
             Err(reason) => {
-                if store::fail(&self.pool, task_id, &reason).await? {
+                self.retrying("record the failure", task_id, shutdown, || {
+                    store::fail(pool, task_id, reason, drop_original)
+                })
+                .await
+            }
+        };
+        timer.observe_duration();
+        let Some(stored) = stored else {
+            return Handled::Abandoned;
+        };
+        match outcome {
+            Ok(thumbnail) if stored => {
+                self.metrics.processed.success.inc();
+                tracing::info!(%task_id, user_id = %event.user_id, width = thumbnail.width, height = thumbnail.height, attempts, "task completed");
+            }
+            Ok(_) => {
+                tracing::info!(%task_id, "task completed by another delivery meanwhile; not counted again")
+            }
+            Err(reason) if stored => {
+                self.metrics.processed.failure.inc();
+                // The image is the client's fault, not the system's.
+                tracing::warn!(%task_id, user_id = %event.user_id, error = %reason, "task failed");
+            }
+            Err(_) => {}
+        }
+        Handled::Done
+    }
+
+    /// Marks the task FAILED with `reason` without processing it, counted
+    /// once.
+    async fn give_up(
+        &self,
+        event: &TaskCreated,
+        reason: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
+        let (pool, task_id) = (&self.pool, event.task_id);
+        let failed = self
+            .retrying("record the failure", task_id, shutdown, || {
+                store::fail(pool, task_id, reason, self.drop_originals)
+            })
+            .await;
+        match failed {
+            None => Handled::Abandoned,
+            Some(marked) => {
+                if marked {
                     self.metrics.processed.failure.inc();
-                    // The image is the client's fault, not the system's.
-                    tracing::warn!(%task_id, user_id = %event.user_id, error = %reason, "task failed");
                 }
+                Handled::Done
             }
         }
-        timer.observe_duration();
-        Ok(())
     }
 
     pub fn subscribe(&self, topic: &str) -> rdkafka::error::KafkaResult<()> {

@@ -18,7 +18,6 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use pixelflow_common::health::ready_response;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,6 +38,7 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 struct HttpState {
     pool: PgPool,
     broker: pixelflow_common::kafka::BrokerProbe,
+    ready: pixelflow_common::health::ReadyCache,
 }
 
 pub struct Worker {
@@ -75,6 +75,7 @@ impl Worker {
             }),
             retry_interval: settings.retry_interval,
             max_attempts: i32::try_from(settings.max_task_attempts).unwrap_or(i32::MAX),
+            drop_originals: settings.original_retention.is_zero(),
         };
         consumer
             .subscribe(&settings.kafka.topic)
@@ -92,6 +93,7 @@ impl Worker {
                 pool,
                 broker: pixelflow_common::kafka::BrokerProbe::new(&settings.kafka.brokers)
                     .context("cannot create the Kafka client for readiness (KAFKA_BROKERS)")?,
+                ready: Default::default(),
             },
             metrics.registry.clone(),
         );
@@ -143,9 +145,14 @@ fn router(state: HttpState, registry: prometheus::Registry) -> Router {
 
 async fn ready(State(state): State<HttpState>) -> Response {
     let timeout = Duration::from_secs(2);
-    let (db, broker) = tokio::join!(
-        pixelflow_common::db::check(&state.pool, timeout),
-        state.broker.check(timeout),
-    );
-    ready_response(vec![db, broker])
+    state
+        .ready
+        .answer(async {
+            let (db, broker) = tokio::join!(
+                pixelflow_common::db::check(&state.pool, timeout),
+                state.broker.check(timeout),
+            );
+            vec![db, broker]
+        })
+        .await
 }

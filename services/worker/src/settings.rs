@@ -38,6 +38,9 @@ pub struct Settings {
     /// `RETRY_INTERVAL_MS` (default 1000): the wait before retrying after the
     /// database or broker failed.
     pub retry_interval: Duration,
+    /// `ORIGINAL_RETENTION_SECONDS` (default 0): 0 drops a task's original
+    /// image as its outcome is stored; longer, api's sweep drops it then.
+    pub original_retention: Duration,
     /// `LOG_LEVEL` (default [`pixelflow_common::logging::DEFAULT_FILTER`]).
     pub log_level: String,
     /// `OTEL_*`: whether and where spans are exported.
@@ -66,6 +69,7 @@ impl Settings {
                 1000u64,
                 positive,
             )?),
+            original_retention: Duration::from_secs(env.or("ORIGINAL_RETENTION_SECONDS", 0u64)?),
             log_level: pixelflow_common::logging::level_from_env(env)?,
             tracing: pixelflow_common::telemetry::Tracing::from_env(env)?,
             http: pixelflow_common::server::HttpLimits::from_env(env)?,

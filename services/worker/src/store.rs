@@ -11,7 +11,9 @@ use crate::thumbnail::Thumbnail;
 /// included.
 #[derive(sqlx::FromRow)]
 pub struct Claimed {
-    pub image: Vec<u8>,
+    /// Present for a task still to process (an original is dropped only
+    /// once the task is finished).
+    pub image: Option<Vec<u8>>,
     pub attempts: i32,
 }
 
@@ -34,20 +36,28 @@ pub async fn claim(pool: &PgPool, task_id: Uuid) -> Result<Option<Claimed>, sqlx
 /// Stores the thumbnail; false when the task was no longer PROCESSING
 /// (another delivery of the same event recorded an outcome first), so the
 /// caller counts each task once.
+/// With `drop_original` the original image goes as the thumbnail is stored
+/// (`ORIGINAL_RETENTION_SECONDS=0`); either way `stored_bytes` follows
+/// what the row holds.
 pub async fn complete(
     pool: &PgPool,
     task_id: Uuid,
     thumbnail: &Thumbnail,
+    drop_original: bool,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE tasks SET status = 'COMPLETED', result = $2, result_width = $3, \
-         result_height = $4, error = NULL, updated_at = clock_timestamp() \
+         result_height = $4, error = NULL, updated_at = clock_timestamp(), \
+         image = CASE WHEN $5 THEN NULL ELSE image END, \
+         stored_bytes = octet_length($2) \
+           + CASE WHEN $5 THEN 0 ELSE coalesce(octet_length(image), 0) END \
          WHERE id = $1 AND status = 'PROCESSING'",
     )
     .bind(task_id)
     .bind(&thumbnail.png)
     .bind(i32::try_from(thumbnail.width).unwrap_or(i32::MAX))
     .bind(i32::try_from(thumbnail.height).unwrap_or(i32::MAX))
+    .bind(drop_original)
     .execute(pool)
     .timed_by(db_span("UPDATE tasks complete"))
     .await
@@ -55,13 +65,21 @@ pub async fn complete(
 }
 
 /// Marks the task FAILED with `reason`; false as for [`complete`].
-pub async fn fail(pool: &PgPool, task_id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn fail(
+    pool: &PgPool,
+    task_id: Uuid,
+    reason: &str,
+    drop_original: bool,
+) -> Result<bool, sqlx::Error> {
     sqlx::query(
-        "UPDATE tasks SET status = 'FAILED', error = $2, updated_at = clock_timestamp() \
+        "UPDATE tasks SET status = 'FAILED', error = $2, updated_at = clock_timestamp(), \
+         image = CASE WHEN $3 THEN NULL ELSE image END, \
+         stored_bytes = CASE WHEN $3 THEN 0 ELSE coalesce(octet_length(image), 0) END \
          WHERE id = $1 AND status = 'PROCESSING'",
     )
     .bind(task_id)
     .bind(reason)
+    .bind(drop_original)
     .execute(pool)
     .timed_by(db_span("UPDATE tasks fail"))
     .await

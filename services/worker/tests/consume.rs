@@ -325,3 +325,56 @@ async fn the_exposition_meets_every_expectation_of_the_embedded_spec() {
     assert_eq!(ready.status(), 200);
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_store_that_fails_three_times_is_retried_alone_and_the_task_completes_with_one_attempt() {
+    let fx = Fixture::new().await;
+    // The database refuses the first three stores of a thumbnail: a
+    // sequence, not a table, counts them (its increments survive the
+    // failing statements' rollback).
+    sqlx::raw_sql(
+        "CREATE SEQUENCE store_failures;
+         CREATE FUNCTION fail_three_stores() RETURNS trigger AS $$
+         BEGIN
+           IF nextval('store_failures') <= 3 THEN
+             RAISE EXCEPTION 'injected store failure';
+           END IF;
+           RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER fail_three_stores BEFORE UPDATE ON tasks
+           FOR EACH ROW WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION fail_three_stores();",
+    )
+    .execute(&fx.pool)
+    .await
+    .expect("the trigger");
+    let worker = fx.start_worker().await;
+    let task = fx.store_task(&pixelflow_testkit::png(300, 200)).await;
+    fx.publish(task).await;
+    let (status, error, _) = fx.settled(task).await;
+    assert_eq!(status, "COMPLETED", "{error:?}");
+    let (attempts, image, stored): (i32, Option<Vec<u8>>, i64) =
+        sqlx::query_as("SELECT attempts, image, stored_bytes FROM tasks WHERE id = $1")
+            .bind(task)
+            .fetch_one(&fx.pool)
+            .await
+            .expect("task");
+    assert_eq!(attempts, 1, "a failed store does not claim the task again");
+    let failures: i64 = sqlx::query_scalar("SELECT last_value FROM store_failures")
+        .fetch_one(&fx.pool)
+        .await
+        .expect("sequence");
+    assert_eq!(failures, 4, "three refused stores and the one that worked");
+    assert!(
+        image.is_none(),
+        "the original goes with the stored thumbnail"
+    );
+    assert!(stored > 0, "stored_bytes counts the thumbnail");
+    counter_reaches(
+        &worker,
+        "worker_tasks_processed_total",
+        &[("status", "success")],
+        1.0,
+    )
+    .await;
+    worker.stop().await;
+}

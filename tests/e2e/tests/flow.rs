@@ -12,7 +12,7 @@ use pixelflow_e2e::Stack;
 use pixelflow_verify::Outcome;
 use serde_json::Value;
 
-const SECRET: &str = "e2e-secret-0123456789";
+const SECRET: &str = "e2e-secret-0123456789-0123456789abcdef";
 
 #[tokio::test]
 async fn a_registered_user_uploads_an_image_and_gets_a_thumbnail_with_every_metric_accounted_for() {

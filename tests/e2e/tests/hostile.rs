@@ -160,6 +160,120 @@ async fn a_login_flood_keeps_auth_memory_bounded_answers_only_200_401_429_503_an
     assert_eq!(login.status(), 200);
 }
 
+#[tokio::test]
+async fn a_thousand_logins_with_15_kb_emails_are_refused_and_leave_auth_memory_flat() {
+    // 15 KiB keeps the body under auth's 16 KiB limit, so it is the email
+    // rule that refuses them, not the body limit. Each would have been a
+    // throttle key of 15 KiB (about 15 MiB for the thousand) and an Argon2 verification; refused as not an email first,
+    // they cost neither. The bound: 8 MiB of growth, allocator slack.
+    const GROWTH: u64 = 8 * 1024 * 1024;
+    let stack = Stack::fresh(SECRET).await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let http = reqwest::Client::new();
+    auth.ready(&http).await;
+    let before = auth.rss_bytes();
+    let mut peak = before;
+    for round in 0..20 {
+        let logins = (0..50).map(|i| {
+            let email = format!("{}{round}-{i}@example.com", "x".repeat(15 * 1024));
+            let (http, url) = (http.clone(), format!("{}/login", auth.base));
+            async move {
+                http.post(url)
+                    .json(&json!({"email": email, "password": "a guess"}))
+                    .send()
+                    .await
+                    .expect("an answer")
+                    .status()
+                    .as_u16()
+            }
+        });
+        let statuses = futures::future::join_all(logins).await;
+        assert!(statuses.iter().all(|s| *s == 400), "{statuses:?}");
+        peak = peak.max(auth.rss_bytes());
+    }
+    let grown = peak.saturating_sub(before);
+    println!(
+        "auth RSS {} MiB before, peak {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(grown < GROWTH, "auth grew by {} KiB", grown >> 10);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_10_mb_uploads_keep_api_memory_under_its_bound() {
+    // UPLOAD_BYTES_IN_FLIGHT (64 MiB by default) bounds what api receives
+    // at once; the others get 503 with Retry-After before their body is
+    // read. The bound: 320 MiB resident (measured below). Unbounded, 200
+    // bodies of 10 MiB would be 2 GiB.
+    const BOUND: u64 = 320 * 1024 * 1024;
+    let stack = Stack::fresh(SECRET).await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let api = stack.api_with(logs.path(), &[("MAX_ACTIVE_TASKS_PER_USER", "1000".into())]);
+    let http = reqwest::Client::new();
+    auth.ready(&http).await;
+    api.ready(&http).await;
+    let (bearer, _) = pixelflow_testkit::new_user(&http, &auth.base).await;
+    // Not an image past its first bytes: each upload that gets room is
+    // received whole, then refused (400), which is all the bound is about.
+    let mut body = vec![0u8; 10 * 1024 * 1024 - 1024];
+    body[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
+    let body = bytes::Bytes::from(body);
+    let uploads: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, url, bearer, body) = (
+                http.clone(),
+                format!("{}/api/upload", api.base),
+                bearer.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                let answer = http
+                    .post(url)
+                    .header("Authorization", bearer)
+                    .header("Content-Type", "image/png")
+                    .body(body)
+                    .send()
+                    .await;
+                // A refusal before the body is read may end the connection
+                // while the client still sends: that is a refusal too.
+                answer.map(|r| r.status().as_u16()).unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut peak = 0;
+    while uploads.iter().any(|t| !t.is_finished()) {
+        peak = peak.max(api.rss_bytes());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for upload in uploads {
+        *statuses
+            .entry(upload.await.expect("upload task"))
+            .or_insert(0) += 1;
+    }
+    println!("statuses {statuses:?}, api peak RSS {} MiB", peak >> 20);
+    assert!(
+        peak < BOUND,
+        "api peaked at {} MiB: {statuses:?}",
+        peak >> 20
+    );
+    assert!(
+        statuses.keys().all(|s| matches!(s, 0 | 400 | 503)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains_key(&503),
+        "the bound was reached: {statuses:?}"
+    );
+    assert!(
+        statuses.contains_key(&400),
+        "some were received: {statuses:?}"
+    );
+}
+
 /// Reads until the server closes the connection; `Err` if it did not
 /// within `within`. Anything the server sends first (a 408) is returned.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> Result<String, String> {

@@ -11,7 +11,7 @@ use pixelflow_e2e::{run_flow, Service, Stack};
 use pixelflow_testkit::{OtlpReceiver, RecordedSpan};
 use serde_json::Value;
 
-const SECRET: &str = "e2e-secret-0123456789";
+const SECRET: &str = "e2e-secret-0123456789-0123456789abcdef";
 
 /// Exports within a tenth of a second of a span's end, so the test waits
 /// on the receiver, not on the SDK's 5 s default.

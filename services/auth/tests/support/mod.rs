@@ -5,7 +5,7 @@
 use pixelflow_auth::{Application, Settings};
 use pixelflow_common::settings::Env;
 
-pub const SECRET: &str = "test-secret-0123456789";
+pub const SECRET: &str = "test-secret-0123456789-0123456789abcdef";
 
 pub struct TestAuth {
     pub base: String,
