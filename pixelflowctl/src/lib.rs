@@ -8,7 +8,7 @@ mod docker;
 mod health;
 mod images;
 mod logstream;
-mod parse;
+pub mod parse;
 mod printer;
 pub mod render;
 mod stack;

@@ -6,6 +6,35 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// A value that must not be shown: its `Debug` says `<redacted>`, so a
+/// password given on the command line or in the environment reaches no
+/// log, report or panic message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(text: &str) -> Self {
+        Self(text.to_string())
+    }
+}
+
+/// A secret, as given.
+pub fn secret(text: &str) -> Result<Secret, String> {
+    Ok(Secret::from(text))
+}
+
 /// A duration as compose writes it: `90s`, `3m`, `1m30s`, `500ms`.
 pub fn duration(text: &str) -> Result<Duration, String> {
     crate::compose::model::duration(text)
@@ -17,6 +46,19 @@ pub fn target(text: &str) -> Result<(String, String), String> {
         .map(|(s, u)| (s.to_string(), u.to_string()))
         .filter(|(s, u)| !s.is_empty() && u.starts_with("http"))
         .ok_or_else(|| format!("--target {text:?}: expected SERVICE=http://host:port/metrics"))
+}
+
+/// A base URL such as `http://127.0.0.1:9090`, refused at the command line
+/// rather than as a failed request halfway through a run.
+pub fn base_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(text.trim_end_matches('/').to_string())
+        }
+        _ => Err(format!(
+            "{text:?}: expected a URL such as http://127.0.0.1:3000"
+        )),
+    }
 }
 
 /// `--since`: `10m`, `2h`, `30s` ago, an RFC 3339 time, or unix seconds,
@@ -55,6 +97,24 @@ pub fn trace_id(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_is_http_with_a_host_and_loses_its_trailing_slash() {
+        assert_eq!(
+            base_url("http://127.0.0.1:3000/").as_deref(),
+            Ok("http://127.0.0.1:3000")
+        );
+        for refused in ["not a url", "127.0.0.1:3000", "ftp://host", "http://"] {
+            assert!(base_url(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        let secret = Secret::from("hunter2");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(secret.expose(), "hunter2");
+    }
 
     #[test]
     fn durations_parse_for_timeouts() {

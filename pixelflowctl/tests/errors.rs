@@ -428,3 +428,32 @@ async fn a_buildkit_only_dockerfile_says_so_instead_of_a_stream_error() {
         "the engine's reason: {message}"
     );
 }
+
+#[tokio::test]
+async fn a_grafana_password_in_the_environment_is_never_printed() {
+    // Help shows an option's environment value by default; a secret must
+    // not reach a terminal, a screen share or a CI log that way, nor through
+    // an error that prints the settings it was given.
+    let secret = "hunter2-grafana-password-for-the-test";
+    for args in [
+        &["verify", "--help"][..],
+        &["verify", "--grafana", "not a url"][..],
+    ] {
+        let output = pixelflowctl(args)
+            .env("GRAFANA_PASSWORD", secret)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .await
+            .expect("runs");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        );
+        assert!(!printed.contains(secret), "{args:?} printed it: {printed}");
+        // The option is still named, so a user knows where it is read from.
+        if args.contains(&"--help") {
+            assert!(printed.contains("GRAFANA_PASSWORD"), "{printed}");
+        }
+    }
+}

@@ -184,6 +184,39 @@ async fn down_v_refuses_a_project_named_after_its_folder_unless_forced() {
 }
 
 #[tokio::test]
+async fn a_second_checkout_under_the_same_project_name_leaves_the_first_ones_stack_alone() {
+    // Two clones share nothing but the project name; the second's up or
+    // down -v would otherwise recreate or delete the first one's work.
+    let name = format!("pftwin{}", std::process::id());
+    let first = Project::new(&sleeper(""), Some(name.clone()));
+    first.run(&["up", "--timeout", "60s"]).await;
+    let second = Project::new(&sleeper(""), Some(name.clone()));
+    let container = format!("{name}-app-1");
+    let volume = format!("{name}_data");
+    for refused in [&["down", "-v"][..], &["up", "--timeout", "60s"][..]] {
+        let output = second.pixelflowctl(refused).output().await.expect("runs");
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{refused:?}: {message}");
+        assert!(
+            message.contains(&first.dir().display().to_string()) && message.contains("--force"),
+            "{refused:?}: {message}"
+        );
+        assert!(
+            exists("container", &container).await,
+            "{refused:?} took the container"
+        );
+        assert!(
+            exists("volume", &volume).await,
+            "{refused:?} took the volume"
+        );
+    }
+    // Forced, the second checkout acts on the project as on its own.
+    second.run(&["down", "-v", "--force"]).await;
+    assert!(!exists("container", &container).await);
+    assert!(!exists("volume", &volume).await);
+}
+
+#[tokio::test]
 async fn containers_made_by_docker_compose_1_29_are_found_by_their_labels() {
     let name = format!("pfdc{}", std::process::id());
     let project = Project::new(

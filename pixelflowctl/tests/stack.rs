@@ -368,6 +368,39 @@ async fn ps_shows_each_service_where_it_answers(stack: &Stack) {
             "{row}"
         );
     }
+    // By default nothing is published beyond this machine, and every
+    // container's log is rotated (the engine's default grows without end).
+    let ids = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", stack.project),
+    ])
+    .await;
+    for id in ids.lines() {
+        let inspected = docker(&["inspect", id]).await;
+        let inspected: Value = serde_json::from_str(&inspected).expect("docker inspect is JSON");
+        let host = &inspected[0]["HostConfig"];
+        let name = &inspected[0]["Name"];
+        let bindings = host["PortBindings"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for binding in bindings
+            .values()
+            .flat_map(|b| b.as_array().cloned().unwrap_or_default())
+        {
+            assert_eq!(binding["HostIp"], "127.0.0.1", "{name}: {binding}");
+        }
+        assert_eq!(
+            (
+                &host["LogConfig"]["Type"],
+                &host["LogConfig"]["Config"]["max-size"]
+            ),
+            (&Value::from("json-file"), &Value::from("10m")),
+            "{name}"
+        );
+    }
     // A URL is where a running container answers: api's is its published
     // port; services left out have none, where they would be.
     let row = |service: &str| {
@@ -380,7 +413,9 @@ async fn ps_shows_each_service_where_it_answers(stack: &Stack) {
     let published = api["ports"][0]
         .as_str()
         .and_then(|p| p.split_once("->"))
-        .map(|(host, _)| host.to_string())
+        // "127.0.0.1:8080->8080": the bind address, then the host port.
+        .and_then(|(host, _)| host.rsplit_once(':'))
+        .map(|(_, port)| port.to_string())
         .expect("api publishes a port");
     assert_eq!(
         api["urls"],

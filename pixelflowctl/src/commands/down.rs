@@ -20,10 +20,12 @@ pub struct Args {
     /// Remove the project's named volumes too (their data is lost).
     #[arg(short = 'v', long)]
     pub volumes: bool,
-    /// With -v, remove the volumes even though the project's name comes
+    /// Act on a project whose containers were made from another folder's
+    /// compose file (another checkout with the same project name), and
+    /// with -v remove the volumes even though the project's name comes
     /// from the folder's name alone (no COMPOSE_PROJECT_NAME, `.env` or
     /// `name:`), which another checkout in a folder of that name shares.
-    #[arg(long, requires = "volumes")]
+    #[arg(long)]
     pub force: bool,
 }
 
@@ -45,6 +47,6 @@ pub async fn run(
         }
         .into());
     }
-    stack::down(engine, project, args.volumes, printer).await?;
+    stack::down(engine, project, args.volumes, args.force, printer).await?;
     Ok(ExitStatus::Success)
 }

@@ -45,6 +45,11 @@ pub struct Args {
     /// unchanged one is not).
     #[arg(long)]
     pub build: bool,
+    /// Recreate containers of this project even when another folder's
+    /// compose file made them (another checkout with the same project
+    /// name): without it, up refuses and names that folder.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub async fn run(
@@ -56,7 +61,16 @@ pub async fn run(
     let started = Instant::now();
     let wanted = converge::wanted(project, &args.services, &args.without, printer);
     let options = args.source.options(project, args.build, printer);
-    converge::converge(engine, project, &wanted, &options, args.timeout, printer).await?;
+    converge::converge(
+        engine,
+        project,
+        &wanted,
+        &options,
+        args.timeout,
+        args.force,
+        printer,
+    )
+    .await?;
     printer.status(format!("up in {:.1}s", started.elapsed().as_secs_f64()));
     status::show(engine, project, &wanted, printer).await?;
     Ok(ExitStatus::Success)

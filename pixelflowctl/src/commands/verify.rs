@@ -52,20 +52,27 @@ pub struct Args {
     #[arg(long, default_value = "60s", value_parser = crate::parse::duration)]
     pub flow_timeout: Duration,
     /// Prometheus' base URL (default: where the stack publishes it).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::parse::base_url)]
     pub prometheus: Option<String>,
     /// Grafana's base URL (default: where the stack publishes it).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::parse::base_url)]
     pub grafana: Option<String>,
     /// Grafana's user.
     #[arg(long, env = "GRAFANA_USER", default_value = "admin")]
     pub grafana_user: String,
-    /// Grafana's password.
-    #[arg(long, env = "GRAFANA_PASSWORD", default_value = "admin")]
-    pub grafana_password: String,
+    /// Grafana's password (its value never shows: not in this help, not in
+    /// a report).
+    #[arg(
+        long,
+        env = "GRAFANA_PASSWORD",
+        hide_env_values = true,
+        default_value = "admin",
+        value_parser = crate::parse::secret
+    )]
+    pub grafana_password: crate::parse::Secret,
     /// Jaeger's base URL, its query API and UI (default: where the stack
     /// publishes it, port 16686).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::parse::base_url)]
     pub jaeger: Option<String>,
     /// How long Jaeger may take to hold the flow's whole trace (the
     /// services export in batches, every 5 s unless OTEL_BSP_SCHEDULE_DELAY

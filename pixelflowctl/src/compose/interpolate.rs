@@ -10,11 +10,30 @@ pub enum InterpolationError {
     Invalid { text: String, reason: String },
 }
 
+/// How deep defaults may nest (`${A:-${B:-${C}}}` is 3): compose files
+/// need a few; a file nesting thousands deep would otherwise exhaust the
+/// stack.
+pub const MAX_NESTING: usize = 16;
+
 /// Replaces every variable in `text`, looking values up with `lookup`.
 pub fn interpolate(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, InterpolationError> {
+    interpolate_at(text, lookup, 0)
+}
+
+fn interpolate_at(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, InterpolationError> {
+    if depth > MAX_NESTING {
+        return Err(InterpolationError::Invalid {
+            text: clip(text),
+            reason: format!("defaults nest more than {MAX_NESTING} deep"),
+        });
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {
@@ -28,7 +47,7 @@ pub fn interpolate(
                 text: text.into(),
                 reason: "unclosed ${".into(),
             })?;
-            out.push_str(&expand(&braced[..end], text, lookup)?);
+            out.push_str(&expand(&braced[..end], text, lookup, depth)?);
             rest = &braced[end + 1..];
         } else {
             let len = rest
@@ -62,10 +81,19 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
+/// The start of a long text, for an error message.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 fn expand(
     inner: &str,
     whole: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
 ) -> Result<String, InterpolationError> {
     let name_len = inner
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -79,7 +107,7 @@ fn expand(
     }
     let value = lookup(name);
     let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
-    let nested = |s: &str| interpolate(s, lookup);
+    let nested = |s: &str| interpolate_at(s, lookup, depth + 1);
     match op {
         "" => Ok(value.unwrap_or_default()),
         _ if op.starts_with(":-") => {
@@ -105,8 +133,8 @@ fn expand(
             message: op[1..].into(),
         }),
         _ => Err(InterpolationError::Invalid {
-            text: whole.into(),
-            reason: format!("unsupported ${{{inner}}}"),
+            text: clip(whole),
+            reason: format!("unsupported ${{{}}}", clip(inner)),
         }),
     }
 }
@@ -160,6 +188,15 @@ mod tests {
                 message: "set TOKEN first".into()
             })
         );
+    }
+
+    #[test]
+    fn defaults_nested_beyond_the_bound_are_refused_not_recursed() {
+        let nested = |depth: usize| "${A:-".repeat(depth) + "x" + &"}".repeat(depth);
+        assert_eq!(with(&[], &nested(MAX_NESTING)).as_deref(), Ok("x"));
+        let err = with(&[], &nested(100_000)).unwrap_err().to_string();
+        assert!(err.contains("nest more than 16 deep"), "{err}");
+        assert!(err.len() < 300, "the error quotes the start only: {err}");
     }
 
     #[test]

@@ -411,6 +411,22 @@ mod tests {
             "http://auth:50051"
         );
         assert!(project.services["auth"].healthcheck.is_some());
+        // Every service's log rotates and every port binds loopback, the
+        // Rust services' through a merge key inside a merged anchor.
+        for (name, service) in &project.services {
+            let logging = service.logging.as_ref();
+            assert_eq!(
+                logging.map(|l| (
+                    l.driver.as_deref(),
+                    l.options.get("max-size").map(String::as_str)
+                )),
+                Some((Some("json-file"), Some("10m"))),
+                "{name}"
+            );
+            for port in &service.ports {
+                assert_eq!(port.host_ip.as_deref(), Some("127.0.0.1"), "{name}");
+            }
+        }
         let order = start_order(&project.services).expect("no cycle");
         let position = |s: &str| order.iter().position(|level| level.iter().any(|n| n == s));
         assert!(position("postgres") < position("auth"));

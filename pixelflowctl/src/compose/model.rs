@@ -60,8 +60,21 @@ pub struct Service {
     pub stop_grace_period: Option<Duration>,
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// How the engine keeps the container's output (a driver and its
+    /// options: `json-file` with `max-size` and `max-file` rotates it).
+    #[serde(default)]
+    pub logging: Option<Logging>,
     #[serde(flatten, skip_serializing)]
     pub unsupported: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// `logging:`, as compose writes it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+pub struct Logging {
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default, deserialize_with = "environment")]
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

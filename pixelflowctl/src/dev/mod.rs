@@ -153,7 +153,7 @@ pub async fn run(
     }
     dev.builder.finish(engine).await;
     if options.down_on_exit {
-        stack::down(engine, &dev.project, false, printer).await?;
+        stack::down(engine, &dev.project, false, false, printer).await?;
     }
     Event::Stopped {
         down: options.down_on_exit,
@@ -215,6 +215,7 @@ impl Loop<'_> {
             &self.wanted,
             &options,
             self.options.timeout,
+            false,
             self.printer,
         )
         .await
@@ -298,6 +299,7 @@ impl Loop<'_> {
                     &self.wanted,
                     &options,
                     self.options.timeout,
+                    false,
                     self.printer,
                 )
                 .await
@@ -315,30 +317,12 @@ impl Loop<'_> {
         .show(self.printer);
     }
 
-    /// Tells `service` (Prometheus, Alertmanager) to re-read its files
-    /// through its lifecycle endpoint: no restart.
+    /// Tells `service` (Prometheus, Alertmanager) to re-read its files:
+    /// SIGHUP through the Docker API (their HTTP lifecycle endpoints stay
+    /// off: they would let anyone who reaches the port stop them), then
+    /// its own account of the reload, read from `port` (its metrics).
     async fn reload_config(&self, service: &str, port: u16, trigger: &[String]) {
-        let published = Published::find(&self.project).await;
-        let outcome = match published.port(&self.project, service, port) {
-            _ if published.not_running(service) => Err(format!(
-                "no {service} container is running: nothing to reload"
-            )),
-            None => Err(format!("{service} publishes no port for {port}")),
-            Some(host_port) => {
-                let url = format!("http://127.0.0.1:{host_port}/-/reload");
-                match reqwest::Client::new().post(&url).send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => {
-                        let status = r.status();
-                        Err(format!(
-                            "{service} refused the change ({status}): {}",
-                            r.text().await.unwrap_or_default().trim()
-                        ))
-                    }
-                    Err(e) => Err(format!("cannot reach {url}: {e}")),
-                }
-            }
-        };
+        let outcome = self.sighup(service, port).await;
         Event::Reconfigured {
             component: service.into(),
             trigger: trigger.to_vec(),
@@ -348,6 +332,49 @@ impl Loop<'_> {
                 .unwrap_or_else(|e| e),
         }
         .show(self.printer);
+    }
+
+    async fn sighup(&self, service: &str, port: u16) -> Result<(), String> {
+        let published = Published::find(&self.project).await;
+        if published.not_running(service) {
+            return Err(format!(
+                "no {service} container is running: nothing to reload"
+            ));
+        }
+        let host_port = published
+            .port(&self.project, service, port)
+            .ok_or_else(|| format!("{service} publishes no port for {port}"))?;
+        // The time and outcome of its last reload, from its own metrics.
+        let family = format!("{service}_config_last_reload_success_timestamp_seconds");
+        let ok_family = format!("{service}_config_last_reload_successful");
+        let url = format!("http://127.0.0.1:{host_port}/metrics");
+        let read = || async {
+            let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let e = pixelflow_verify::Exposition::parse(&text);
+            Some((e.value(&family, &[]), e.value(&ok_family, &[])))
+        };
+        let before = read().await.and_then(|(at, _)| at).unwrap_or(0.0);
+        let container = stack::container_of(self.engine, &self.project, service)
+            .await
+            .map_err(|e| format!("{e:#}"))?
+            .name;
+        self.engine
+            .kill(&container, "SIGHUP")
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match read().await {
+                Some((Some(at), _)) if at > before => return Ok(()),
+                Some((_, Some(0.0))) => {
+                    return Err(format!(
+                        "{service} refused the edited configuration (its last reload failed; its log says why): it keeps the previous one"
+                    ))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        Err(format!("{service} did not report a reload within 10 s"))
     }
 
     /// Tells Grafana to read its provisioned dashboards again.
@@ -504,6 +531,7 @@ impl Loop<'_> {
             &names,
             &options,
             self.options.timeout,
+            false,
             self.printer,
         )
         .await;

@@ -416,6 +416,17 @@ impl Engine {
             .map_err(|e| DockerError::failed(format!("inspect container {name}"), e))
     }
 
+    /// Sends `signal` (`SIGHUP`, `SIGKILL`…) to the container's main process.
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        self.docker
+            .kill_container(
+                name,
+                Some(bollard::container::KillContainerOptions { signal }),
+            )
+            .await
+            .map_err(|e| DockerError::failed(format!("send {signal} to container {name}"), e))
+    }
+
     /// Extracts the tar archive `tar` into the container's `/` (the
     /// container may be stopped): how `dev` puts a new binary in place.
     pub async fn upload(&self, name: &str, tar: Vec<u8>) -> Result<()> {

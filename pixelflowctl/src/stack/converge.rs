@@ -104,8 +104,21 @@ pub async fn converge(
     wanted: &[String],
     options: &images::Options,
     timeout: Duration,
+    force: bool,
     printer: &Printer,
 ) -> anyhow::Result<()> {
+    // Before anything is built or touched: another checkout's stack is not
+    // this one's to recreate.
+    if !force {
+        stack::ours(
+            project,
+            stack::containers(engine, project)
+                .await?
+                .iter()
+                .filter(|(name, _)| wanted.contains(name))
+                .flat_map(|(_, found)| found),
+        )?;
+    }
     let ids = images::ensure(engine, project, wanted, options, printer).await?;
 
     for network in &project.networks {
@@ -123,13 +136,14 @@ pub async fn converge(
             .await?;
     }
 
+    // Read after the builds, which may take minutes.
+    let existing = stack::containers(engine, project).await?;
     let subset: BTreeMap<_, _> = project
         .services
         .iter()
         .filter(|(n, _)| wanted.contains(n))
         .map(|(n, s)| (n.clone(), s.clone()))
         .collect();
-    let existing = stack::containers(engine, project).await?;
 
     let order: Vec<String> = start_order(&subset)?.into_iter().flatten().collect();
     let collected = Failures::default();
@@ -283,13 +297,27 @@ fn port_variables(file: &std::path::Path, service: &str, indices: &[usize]) -> V
         .unwrap_or_default();
     let names = std::cell::RefCell::new(Vec::<String>::new());
     for mapping in indices.iter().filter_map(|&i| mappings.get(i)?.as_str()) {
+        let read = std::cell::RefCell::new(Vec::<String>::new());
         let _ = crate::compose::interpolate(mapping, &|name| {
-            let mut names = names.borrow_mut();
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
-            }
+            read.borrow_mut().push(name.to_string());
             None
         });
+        // Of the names it reads, the ones that set its host port (not the
+        // bind address, PIXELFLOW_BIND): given a port of their own, the
+        // mapping publishes that port.
+        for name in read.into_inner() {
+            const PROBE: u16 = 65_000;
+            let probed =
+                crate::compose::interpolate(mapping, &|n| (n == name).then(|| PROBE.to_string()));
+            let sets_port = probed
+                .ok()
+                .and_then(|m| crate::compose::PortMapping::parse(&m).ok())
+                .is_some_and(|p| p.host_port == Some(PROBE));
+            let mut names = names.borrow_mut();
+            if sets_port && !names.contains(&name) {
+                names.push(name);
+            }
+        }
     }
     names.into_inner()
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bollard::container::{Config, NetworkingConfig};
 use bollard::models::{
-    EndpointSettings, HealthConfig, HostConfig, PortBinding, RestartPolicyNameEnum,
+    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, PortBinding,
+    RestartPolicyNameEnum,
 };
 use futures::future::join_all;
 
@@ -51,6 +52,9 @@ pub struct Found {
     /// `None` when the engine named a state it does not document.
     pub status: Option<Status>,
     pub ports: Vec<bollard::models::Port>,
+    /// The folder of the compose file it was made from
+    /// (`com.docker.compose.project.working_dir`), when it says.
+    pub working_dir: Option<String>,
 }
 
 impl Found {
@@ -96,6 +100,7 @@ pub async fn containers(
             number: labels.get(NUMBER).and_then(|n| n.parse().ok()).unwrap_or(1),
             hash: labels.get(CONFIG_HASH).cloned().unwrap_or_default(),
             status: c.state.as_deref().and_then(Status::parse),
+            working_dir: labels.get(WORKING_DIR).cloned(),
             ports: c.ports.unwrap_or_default(),
         });
     }
@@ -103,6 +108,43 @@ pub async fn containers(
         list.sort_by_key(|f| f.number);
     }
     Ok(found)
+}
+
+/// Containers of this project made from another checkout's compose file:
+/// a project name is all two clones share, and acting on the other's
+/// containers (recreating them, taking them down, deleting their volumes)
+/// destroys its work.
+#[derive(Debug, thiserror::Error)]
+#[error("project {project:?} runs from another folder, {other}, not {here}: leaving it alone. Set another COMPOSE_PROJECT_NAME for this checkout, or pass --force to act on it anyway")]
+pub struct OtherCheckout {
+    pub project: String,
+    pub other: String,
+    pub here: String,
+}
+
+/// An error naming the other folder when any of `found` was made from a
+/// compose file in another folder than `project`'s.
+pub fn ours<'a>(
+    project: &Project,
+    found: impl IntoIterator<Item = &'a Found>,
+) -> Result<(), OtherCheckout> {
+    let here = absolute(&project.dir);
+    for container in found {
+        if let Some(dir) = &container.working_dir {
+            // Compared as folders: a symbolic link to this one is this one.
+            let theirs = std::fs::canonicalize(dir)
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| dir.clone());
+            if theirs != here {
+                return Err(OtherCheckout {
+                    project: project.name.clone(),
+                    other: dir.clone(),
+                    here,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The container of `service` (its lowest-numbered one), or an error that
@@ -279,6 +321,10 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
             })
         }),
         host_config: Some(HostConfig {
+            log_config: service.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: l.driver.clone().or(Some("json-file".into())),
+                config: Some(l.options.clone().into_iter().collect()),
+            }),
             port_bindings: Some(bindings),
             binds: Some(binds),
             restart_policy: restart,
@@ -333,9 +379,13 @@ pub async fn down(
     engine: &Engine,
     project: &Project,
     volumes: bool,
+    force: bool,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let containers = containers(engine, project).await?;
+    if !force {
+        ours(project, containers.values().flatten())?;
+    }
     // Dependents first: api stops (draining its outbox) before the broker
     // and the database it drains into.
     let mut levels = start_order(&project.services)?;

@@ -71,7 +71,15 @@ pub async fn rows(
         let urls = stack::urls(&project.services[service], &published);
         let ports = published
             .into_iter()
-            .filter_map(|p| Some(format!("{}->{}", p.public_port?, p.private_port)))
+            // With the address it listens on: 127.0.0.1 unless PIXELFLOW_BIND
+            // opened it to the network.
+            .filter_map(|p| {
+                let ip = match p.ip.as_deref() {
+                    None | Some("") => "0.0.0.0",
+                    Some(ip) => ip,
+                };
+                Some(format!("{ip}:{}->{}", p.public_port?, p.private_port))
+            })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();

@@ -24,7 +24,7 @@ pub const JAEGER_DATASOURCE_UID: &str = "pixelflow-jaeger";
 pub struct Grafana {
     pub url: String,
     pub user: String,
-    pub password: String,
+    pub password: crate::parse::Secret,
 }
 
 const COMPONENT: &str = super::Component::Grafana.name();
@@ -135,7 +135,7 @@ pub async fn checks(
 async fn get(http: &reqwest::Client, grafana: &Grafana, path: &str) -> (Option<StatusCode>, Value) {
     match http
         .get(format!("{}{path}", grafana.url))
-        .basic_auth(&grafana.user, Some(&grafana.password))
+        .basic_auth(&grafana.user, Some(grafana.password.expose()))
         .send()
         .await
     {

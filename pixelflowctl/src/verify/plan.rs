@@ -128,7 +128,7 @@ pub struct Asked {
     pub jaeger: Option<String>,
     pub dashboards: Option<PathBuf>,
     pub grafana_user: String,
-    pub grafana_password: String,
+    pub grafana_password: crate::parse::Secret,
 }
 
 /// Where each component is, by component.
