@@ -94,14 +94,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     };
     project.select(named)?;
     let engine = docker::Engine::connect().await?;
+    let cx = commands::Context {
+        engine: &engine,
+        project: &project,
+        printer: &printer,
+    };
     match &command {
-        Command::Up(args) => commands::up::run(&engine, &project, args, &printer).await,
-        Command::Dev(args) => commands::dev::run(&engine, &project, args, &printer).await,
-        Command::Build(args) => commands::build::run(&engine, &project, args, &printer).await,
-        Command::Ps(args) => commands::ps::run(&engine, &project, args, &printer).await,
-        Command::Logs(args) => commands::logs::run(&engine, &project, args, &printer).await,
-        Command::Restart(args) => commands::restart::run(&engine, &project, args, &printer).await,
-        Command::Down(args) => commands::down::run(&engine, &project, args, &printer).await,
+        Command::Up(args) => commands::up::run(&cx, args).await,
+        Command::Dev(args) => commands::dev::run(&cx, args).await,
+        Command::Build(args) => commands::build::run(&cx, args).await,
+        Command::Ps(args) => commands::ps::run(&cx, args).await,
+        Command::Logs(args) => commands::logs::run(&cx, args).await,
+        Command::Restart(args) => commands::restart::run(&cx, args).await,
+        Command::Down(args) => commands::down::run(&cx, args).await,
         // Returned above, before the compose file and Docker.
         Command::Verify(_) | Command::Metrics(_) => Ok(ExitStatus::Success),
     }

@@ -487,7 +487,8 @@ async fn dev_reloads_what_an_edit_touches_and_nothing_else_and_survives_broken_b
         "\"api listening, edited\"",
         "\"api listening again\"",
     );
-    let cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
         .args([
             "build",
             "-p",
@@ -499,15 +500,8 @@ async fn dev_reloads_what_an_edit_touches_and_nothing_else_and_survives_broken_b
             "--bins",
         ])
         .current_dir(dev.workspace.dir.path())
-        .env("CARGO_TARGET_DIR", dev.workspace.path("target"))
-        .output()
-        .await
-        .expect("cargo runs");
-    assert!(
-        cargo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cargo.stderr)
-    );
+        .env("CARGO_TARGET_DIR", dev.workspace.path("target"));
+    support::succeeded(&mut cargo, "cargo build").await;
     let up = dev.command(&up_host).output().await.expect("up runs");
     let said = String::from_utf8_lossy(&up.stderr).to_string();
     assert!(up.status.success(), "{said}");

@@ -63,14 +63,11 @@ impl Project {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        let output = self.pixelflowctl(args).output().await.expect("runs");
-        assert!(
-            output.status.success(),
-            "pixelflowctl {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        support::succeeded(
+            &mut self.pixelflowctl(args),
+            &format!("pixelflowctl {args:?}"),
+        )
+        .await
     }
 }
 
@@ -223,19 +220,17 @@ async fn containers_made_by_docker_compose_1_29_are_found_by_their_labels() {
         &sleeper("    healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: 1s\n"),
         Some(name.clone()),
     );
-    let compose = Command::new("docker-compose")
+    let mut compose = Command::new("docker-compose");
+    compose
         .args(["--project-name", &name, "--file"])
         .arg(&project.file)
         .args(["up", "-d"])
-        .current_dir(project.dir())
-        .output()
-        .await
-        .expect("docker-compose 1.29 (Debian's docker-compose) runs");
-    assert!(
-        compose.status.success(),
-        "docker-compose up: {}",
-        String::from_utf8_lossy(&compose.stderr)
-    );
+        .current_dir(project.dir());
+    support::succeeded(
+        &mut compose,
+        "docker-compose up (Debian's docker-compose 1.29)",
+    )
+    .await;
     let container = format!("{name}_app_1");
     assert!(
         exists("container", &container).await,
@@ -322,16 +317,7 @@ async fn host_packaging_gives_the_same_image_ids_on_a_base_never_built_on() {
     let ids = || async {
         let mut ids = Vec::new();
         for s in ["auth", "api", "worker"] {
-            ids.push(
-                docker(&[
-                    "image",
-                    "inspect",
-                    "-f",
-                    "{{.Id}}",
-                    &format!("{name}/{s}:dev"),
-                ])
-                .await,
-            );
+            ids.push(support::image_id(&format!("{name}/{s}:dev")).await);
         }
         ids
     };

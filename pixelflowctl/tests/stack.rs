@@ -125,19 +125,7 @@ impl Stack {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        let output = self
-            .command(args)
-            .output()
-            .await
-            .expect("pixelflowctl runs");
-        assert!(
-            output.status.success(),
-            "pixelflowctl {args:?} failed ({}):\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        support::succeeded(&mut self.command(args), &format!("pixelflowctl {args:?}")).await
     }
 }
 
@@ -292,16 +280,7 @@ async fn a_second_up_changes_nothing_and_a_setting_recreates_its_service(stack: 
     let images: Vec<String> = {
         let mut ids = Vec::new();
         for service in ["auth", "api", "worker"] {
-            ids.push(
-                docker(&[
-                    "image",
-                    "inspect",
-                    "-f",
-                    "{{.Id}}",
-                    &format!("pixelflow/{service}:dev"),
-                ])
-                .await,
-            );
+            ids.push(support::image_id(&format!("pixelflow/{service}:dev")).await);
         }
         ids
     };
@@ -336,14 +315,7 @@ async fn a_second_up_changes_nothing_and_a_setting_recreates_its_service(stack: 
     let status = String::from_utf8_lossy(&back.stderr);
     assert!(status.contains("auth: recreated, healthy"), "{status}");
     for (service, id) in ["auth", "api", "worker"].iter().zip(&images) {
-        let now = docker(&[
-            "image",
-            "inspect",
-            "-f",
-            "{{.Id}}",
-            &format!("pixelflow/{service}:dev"),
-        ])
-        .await;
+        let now = support::image_id(&format!("pixelflow/{service}:dev")).await;
         assert_eq!(
             &now, id,
             "{service}'s image changed with nothing to rebuild"

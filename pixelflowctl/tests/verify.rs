@@ -14,6 +14,19 @@ struct Running {
     urls: Vec<(String, String)>,
 }
 
+impl Running {
+    /// The worker's exposition as it is now: the text the faulty exporters
+    /// below are made from.
+    async fn worker_exposition(&self) -> String {
+        reqwest::get(self.urls[2].1.as_str())
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
 async fn start() -> Running {
     start_with(&[]).await
 }
@@ -171,13 +184,7 @@ fn failures(report: &Value) -> Vec<(&str, &str)> {
 #[tokio::test]
 async fn an_answer_prometheus_would_refuse_or_misread_fails_with_the_fault_named() {
     let running = start().await;
-    let worker_url = &running.urls[2].1;
-    let good = reqwest::get(worker_url.as_str())
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let good = running.worker_exposition().await;
     let millis = rewrite_sample(
         &good,
         "worker_task_processing_duration_seconds_bucket",
@@ -332,13 +339,7 @@ async fn a_flow_whose_histograms_or_counters_prometheus_would_misread_fails() {
 #[tokio::test]
 async fn a_broken_exporter_fails_with_the_metric_named() {
     let running = start().await;
-    let worker_url = &running.urls[2].1;
-    let good = reqwest::get(worker_url.as_str())
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("text");
+    let good = running.worker_exposition().await;
     let cases = [
         (
             "a missing metric",

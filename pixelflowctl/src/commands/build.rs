@@ -1,9 +1,7 @@
 //! `pixelflowctl build`: the services' own images, built by the engine
 //! (what `up` does first), whether or not what they are built from changed.
 
-use crate::compose::Project;
-use crate::docker::Engine;
-use crate::printer::Printer;
+use super::Context;
 use crate::{images, ExitStatus};
 
 /// Build the services' own images.
@@ -21,12 +19,8 @@ pub struct Args {
     pub source: images::SourceArgs,
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    args: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let services: Vec<String> = project
         .select(&args.services)?
         .into_iter()

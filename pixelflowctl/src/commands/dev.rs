@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use crate::compose::Project;
+use super::Context;
 use crate::dev::{self, build::Place};
-use crate::docker::Engine;
-use crate::printer::Printer;
 use crate::ExitStatus;
 
 /// Bring the stack up, then rebuild and reload each service as you edit
@@ -66,12 +64,8 @@ pub enum EngineImages {
     Engine,
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    args: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let options = dev::Options {
         services: args.services.clone(),
         without: args.without.clone(),

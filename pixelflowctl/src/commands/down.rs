@@ -4,9 +4,7 @@
 //! of the services the compose file declares, networks and volumes the file
 //! declares, each carrying this project's label.
 
-use crate::compose::Project;
-use crate::docker::Engine;
-use crate::printer::Printer;
+use super::Context;
 use crate::{stack, ExitStatus};
 
 /// Stop and remove the project's containers and networks (volumes with -v).
@@ -35,12 +33,8 @@ pub struct FolderNamedVolumes {
     pub project: String,
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    args: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     if args.volumes && project.name_from_folder && !args.force {
         return Err(FolderNamedVolumes {
             project: project.name.clone(),

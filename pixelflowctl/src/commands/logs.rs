@@ -4,10 +4,8 @@
 
 use tokio::sync::mpsc;
 
-use crate::compose::Project;
-use crate::docker::Engine;
+use super::Context;
 use crate::logstream::{stream, Event, Prefixed};
-use crate::printer::Printer;
 use crate::render::{self, Level};
 use crate::{stack, ExitStatus};
 
@@ -64,12 +62,8 @@ fn is_in_trace(line: &str, id: &str) -> bool {
     has_field(line, "trace_id", id)
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    options: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, options: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let mut containers = stack::containers(engine, project).await?;
     let mut services = project.select(&options.services)?;
     if options.services.is_empty() {

@@ -1,8 +1,6 @@
 //! `pixelflowctl ps`: the project's containers.
 
-use crate::compose::Project;
-use crate::docker::Engine;
-use crate::printer::Printer;
+use super::Context;
 use crate::stack::status;
 use crate::ExitStatus;
 
@@ -13,12 +11,8 @@ pub struct Args {
     pub services: Vec<String>,
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    args: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let services = project.select(&args.services)?;
     status::show(engine, project, &services, printer).await?;
     Ok(ExitStatus::Success)

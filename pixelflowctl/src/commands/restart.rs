@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::compose::Project;
-use crate::docker::Engine;
-use crate::printer::Printer;
+use super::Context;
 use crate::{health, stack, ExitStatus};
 
 /// Restart services gracefully and wait until each is healthy again.
@@ -22,12 +20,8 @@ pub struct Args {
     pub timeout: Duration,
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    args: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let services = project.select(&args.services)?;
     for name in &services {
         let container = stack::container_of(engine, project, name).await?.name;

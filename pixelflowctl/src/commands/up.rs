@@ -6,9 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::compose::Project;
-use crate::docker::Engine;
-use crate::printer::Printer;
+use super::Context;
 use crate::stack::{converge, status};
 use crate::{images, ExitStatus};
 
@@ -52,12 +50,8 @@ pub struct Args {
     pub force: bool,
 }
 
-pub async fn run(
-    engine: &Engine,
-    project: &Project,
-    args: &Args,
-    printer: &Printer,
-) -> anyhow::Result<ExitStatus> {
+pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
+    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let started = Instant::now();
     let wanted = converge::wanted(project, &args.services, &args.without, printer);
     let options = args.source.options(project, args.build, printer);

@@ -208,11 +208,18 @@ impl Loop<'_> {
                 Some(dir)
             }
         };
+        self.converge(&self.wanted, binaries).await
+    }
+
+    /// `up` for `services`, with images from `binaries` (host-built) or
+    /// else the engine's build. Never forced: another checkout's stack is
+    /// not dev's to recreate.
+    async fn converge(&self, services: &[String], binaries: Option<PathBuf>) -> anyhow::Result<()> {
         let options = self.image_options(binaries);
         converge::converge(
             self.engine,
             &self.project,
-            &self.wanted,
+            services,
             &options,
             self.options.timeout,
             false,
@@ -292,17 +299,7 @@ impl Loop<'_> {
                         Some(self.workspace.root.join("target").join("pixelflow-dev"))
                     }
                 };
-                let options = self.image_options(binaries);
-                converge::converge(
-                    self.engine,
-                    &self.project,
-                    &self.wanted,
-                    &options,
-                    self.options.timeout,
-                    false,
-                    self.printer,
-                )
-                .await
+                self.converge(&self.wanted, binaries).await
             }
         };
         Event::Reconfigured {
@@ -524,17 +521,7 @@ impl Loop<'_> {
         started: Instant,
     ) -> anyhow::Result<()> {
         let names: Vec<String> = services.keys().cloned().collect();
-        let options = self.image_options(None);
-        let outcome = converge::converge(
-            self.engine,
-            &self.project,
-            &names,
-            &options,
-            self.options.timeout,
-            false,
-            self.printer,
-        )
-        .await;
+        let outcome = self.converge(&names, None).await;
         let mut phases = Phases::default();
         phases.set(|p| &mut p.build_s, started.elapsed());
         for service in &names {

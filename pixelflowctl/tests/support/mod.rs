@@ -5,17 +5,35 @@ use tokio::process::Command;
 
 /// `docker ARGS`, which must succeed; its trimmed stdout.
 pub async fn docker(args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .args(args)
+    let output = succeeded(
+        Command::new("docker").args(args),
+        &format!("docker {args:?}"),
+    )
+    .await;
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Runs `command`, which must exit 0 (`what` names it in the failure,
+/// with what it printed); its output.
+pub async fn succeeded(command: &mut Command, what: &str) -> std::process::Output {
+    let output = command
         .output()
         .await
-        .expect("docker CLI");
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         output.status.success(),
-        "docker {args:?}: {}",
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    output
+}
+
+/// The id of the image tagged `name`.
+#[allow(dead_code)] // not every test binary asks
+pub async fn image_id(name: &str) -> String {
+    docker(&["image", "inspect", "-f", "{{.Id}}", name]).await
 }
 
 /// Whether the object of `kind` (container, volume, image…) exists.

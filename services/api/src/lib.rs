@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use pixelflow_common::server::Server;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 pub use auth_client::AuthClient;
@@ -50,9 +50,7 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 }
 
 pub struct Application {
-    listener: TcpListener,
-    http: pixelflow_common::server::HttpLimits,
-    router: Router,
+    server: Server,
     relay: outbox::Relay,
 }
 
@@ -102,17 +100,13 @@ impl Application {
             ready: Default::default(),
             cors: settings.cors.clone(),
         };
-        let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
-        Ok(Self {
-            listener,
-            http: settings.http.clone(),
-            router: router(state),
-            relay,
-        })
+        let server =
+            Server::bind(&settings.host, settings.port, router(state), &settings.http).await?;
+        Ok(Self { server, relay })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        pixelflow_common::server::local_addr(&self.listener)
+        self.server.local_addr()
     }
 
     /// Serves and relays until `shutdown` completes; in-flight requests
@@ -123,8 +117,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let relay = tokio::spawn(self.relay.run(stopped));
-        let served =
-            pixelflow_common::server::serve(self.listener, self.router, &self.http, shutdown).await;
+        let served = self.server.serve(shutdown).await;
         // Only now that no request can store another task does the relay
         // stop, after a last round: the events of uploads answered during
         // the shutdown go out before api exits. Also when serving failed:

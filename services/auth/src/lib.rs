@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use pixelflow_common::server::Server;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 pub use metrics::AuthMetrics;
 pub use settings::Settings;
@@ -51,9 +51,7 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 }
 
 pub struct Application {
-    listener: TcpListener,
-    http: pixelflow_common::server::HttpLimits,
-    router: Router,
+    server: Server,
 }
 
 impl Application {
@@ -88,16 +86,13 @@ impl Application {
             ready: Default::default(),
             cors: settings.cors.clone(),
         };
-        let listener = pixelflow_common::server::bind(&settings.host, settings.port).await?;
-        Ok(Self {
-            listener,
-            http: settings.http.clone(),
-            router: router(state),
-        })
+        let server =
+            Server::bind(&settings.host, settings.port, router(state), &settings.http).await?;
+        Ok(Self { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        pixelflow_common::server::local_addr(&self.listener)
+        self.server.local_addr()
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
@@ -105,7 +100,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        pixelflow_common::server::serve(self.listener, self.router, &self.http, shutdown).await
+        self.server.serve(shutdown).await
     }
 }
 

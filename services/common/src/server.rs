@@ -34,19 +34,48 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 use crate::settings::{positive, Env, SettingsError};
 
-/// Binds `host:port`; the error names the address.
-pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind((host, port))
-        .await
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}")))
+/// A bound listener, the router it serves and the limits it serves
+/// within: what each service's application holds until it runs.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
 }
 
-/// The address a bound listener serves on.
-pub fn local_addr(listener: &TcpListener) -> SocketAddr {
-    // A bound TCP listener always has a local address.
-    listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+impl Server {
+    /// Binds `host:port` for `router`; the error names the address.
+    pub async fn bind(
+        host: &str,
+        port: u16,
+        router: Router,
+        limits: &HttpLimits,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((host, port)).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {host}:{port}: {e}"))
+        })?;
+        Ok(Self {
+            listener,
+            router,
+            limits: limits.clone(),
+        })
+    }
+
+    /// The address it serves on (the port chosen when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound TCP listener always has a local address.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight
+    /// finish.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        serve(self.listener, self.router, &self.limits, shutdown).await
+    }
 }
 
 /// What one client may hold of a server.
@@ -118,7 +147,7 @@ pub fn timed_out(deadline: Deadline) -> Response {
 
 /// Serves `router` on `listener` within `limits` until `shutdown`
 /// completes, then lets requests in flight finish.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &HttpLimits,

@@ -18,8 +18,8 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use pixelflow_common::server::Server;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use metrics::WorkerMetrics;
@@ -42,9 +42,7 @@ struct HttpState {
 }
 
 pub struct Worker {
-    listener: TcpListener,
-    http: pixelflow_common::server::HttpLimits,
-    router: Router,
+    server: Server,
     consumer: consumer::TaskConsumer,
 }
 
@@ -80,14 +78,6 @@ impl Worker {
         consumer
             .subscribe(&settings.kafka.topic)
             .with_context(|| format!("cannot subscribe to {}", settings.kafka.topic))?;
-        let listener = TcpListener::bind((settings.host.as_str(), settings.metrics_port))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}:{}",
-                    settings.host, settings.metrics_port
-                )
-            })?;
         let router = router(
             HttpState {
                 pool,
@@ -97,16 +87,18 @@ impl Worker {
             },
             metrics.registry.clone(),
         );
-        Ok(Self {
-            listener,
-            http: settings.http.clone(),
+        let server = Server::bind(
+            &settings.host,
+            settings.metrics_port,
             router,
-            consumer,
-        })
+            &settings.http,
+        )
+        .await?;
+        Ok(Self { server, consumer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        pixelflow_common::server::local_addr(&self.listener)
+        self.server.local_addr()
     }
 
     /// Consumes and serves metrics until `shutdown` completes. The task in
@@ -120,10 +112,11 @@ impl Worker {
         let (http_stop, http_stopped) = watch::channel(false);
         let mut http_stopped = http_stopped;
         let server = tokio::spawn(async move {
-            pixelflow_common::server::serve(self.listener, self.router, &self.http, async move {
-                let _ = http_stopped.wait_for(|s| *s).await;
-            })
-            .await
+            self.server
+                .serve(async move {
+                    let _ = http_stopped.wait_for(|s| *s).await;
+                })
+                .await
         });
         tokio::spawn(async move {
             shutdown.await;

@@ -102,6 +102,13 @@ impl Fixture {
         id
     }
 
+    /// A task stored and its event published, as an upload does.
+    async fn submit(&self, image: &[u8]) -> Uuid {
+        let task = self.store_task(image).await;
+        self.publish(task).await;
+        task
+    }
+
     async fn publish(&self, task_id: Uuid) {
         let event = pixelflow_common::kafka::TaskCreated {
             task_id,
@@ -159,8 +166,7 @@ async fn counter_reaches(worker: &Running, name: &str, labels: &[(&str, &str)], 
 async fn a_task_becomes_a_png_thumbnail_that_fits_256_keeping_its_aspect_ratio() {
     let fx = Fixture::new().await;
     let worker = fx.start_worker().await;
-    let task = fx.store_task(&pixelflow_testkit::png(1000, 500)).await;
-    fx.publish(task).await;
+    let task = fx.submit(&pixelflow_testkit::png(1000, 500)).await;
 
     let (status, error, result) = fx.settled(task).await;
     assert_eq!(status, "COMPLETED", "{error:?}");
@@ -202,8 +208,7 @@ async fn an_undecodable_image_fails_the_task_with_its_reason() {
     let worker = fx.start_worker().await;
     let mut broken = pixelflow_testkit::png(64, 64);
     broken.truncate(70);
-    let task = fx.store_task(&broken).await;
-    fx.publish(task).await;
+    let task = fx.submit(&broken).await;
 
     let (status, error, result) = fx.settled(task).await;
     assert_eq!(status, "FAILED");
@@ -249,8 +254,7 @@ async fn a_decompression_bomb_is_refused_and_the_worker_carries_on() {
 async fn handling_the_same_event_twice_is_harmless() {
     let fx = Fixture::new().await;
     let worker = fx.start_worker().await;
-    let task = fx.store_task(&pixelflow_testkit::png(40, 40)).await;
-    fx.publish(task).await;
+    let task = fx.submit(&pixelflow_testkit::png(40, 40)).await;
     fx.settled(task).await;
     let (_, _, first_result) = fx.status(task).await;
     fx.publish(task).await;
@@ -272,8 +276,7 @@ async fn an_unreadable_event_is_counted_and_skipped() {
     let fx = Fixture::new().await;
     let worker = fx.start_worker().await;
     fx.publish_raw("junk", b"{not json").await;
-    let task = fx.store_task(&pixelflow_testkit::png(20, 20)).await;
-    fx.publish(task).await;
+    let task = fx.submit(&pixelflow_testkit::png(20, 20)).await;
     assert_eq!(fx.settled(task).await.0, "COMPLETED");
     counter_reaches(&worker, "worker_kafka_consumption_errors_total", &[], 1.0).await;
     worker.stop().await;
@@ -283,14 +286,12 @@ async fn an_unreadable_event_is_counted_and_skipped() {
 async fn offsets_are_committed_so_a_restarted_worker_does_not_redo_work() {
     let fx = Fixture::new().await;
     let first = fx.start_worker().await;
-    let done = fx.store_task(&pixelflow_testkit::png(20, 20)).await;
-    fx.publish(done).await;
+    let done = fx.submit(&pixelflow_testkit::png(20, 20)).await;
     fx.settled(done).await;
     first.stop().await;
 
     let second = fx.start_worker().await;
-    let next = fx.store_task(&pixelflow_testkit::png(20, 20)).await;
-    fx.publish(next).await;
+    let next = fx.submit(&pixelflow_testkit::png(20, 20)).await;
     assert_eq!(fx.settled(next).await.0, "COMPLETED");
     counter_reaches(
         &second,
@@ -348,8 +349,7 @@ async fn a_store_that_fails_three_times_is_retried_alone_and_the_task_completes_
     .await
     .expect("the trigger");
     let worker = fx.start_worker().await;
-    let task = fx.store_task(&pixelflow_testkit::png(300, 200)).await;
-    fx.publish(task).await;
+    let task = fx.submit(&pixelflow_testkit::png(300, 200)).await;
     let (status, error, _) = fx.settled(task).await;
     assert_eq!(status, "COMPLETED", "{error:?}");
     let (attempts, image, stored): (i32, Option<Vec<u8>>, i64) =
