@@ -376,4 +376,3 @@ async fn a_user_cannot_queue_more_than_the_active_task_limit_even_all_at_once() 
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
-
