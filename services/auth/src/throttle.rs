@@ -8,9 +8,10 @@
 //!
 //! In memory, per process: a restart forgets, and several auth replicas
 //! would each allow `limit`. The map is bounded: past [`MAX_TRACKED`]
-//! emails, expired entries are dropped, and if every entry is still live the
-//! oldest half goes (the throttle then errs on the side of letting a login
-//! be tried, never of locking everyone out).
+//! emails, expired entries are dropped, and if every entry is still live
+//! the half with the fewest failures goes (the throttle then errs on the
+//! side of letting a login be tried, never of locking everyone out, and a
+//! spray of fresh emails cannot wipe the count of one being guessed at).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -60,10 +61,15 @@ impl LoginThrottle {
             let window = self.window;
             map.retain(|_, f| now.duration_since(f.since) < window);
             if map.len() >= MAX_TRACKED {
-                let mut ages: Vec<Instant> = map.values().map(|f| f.since).collect();
-                ages.sort_unstable();
-                let cut = ages[ages.len() / 2];
-                map.retain(|_, f| f.since > cut);
+                // Half goes, those with the fewest failures first (the
+                // older of equals): an email under attack has many, and a
+                // spray of fresh emails, one attempt each, evicts its own
+                // entries before it could evict that one.
+                let mut ranks: Vec<(u32, Instant)> =
+                    map.values().map(|f| (f.count, f.since)).collect();
+                ranks.sort_unstable();
+                let cut = ranks[ranks.len() / 2];
+                map.retain(|_, f| (f.count, f.since) > cut);
             }
         }
         let entry = map.entry(email.to_string()).or_insert(Failures {
@@ -125,5 +131,24 @@ mod tests {
             let _ = throttle.attempt(&format!("{i}@x"), t0 + Duration::from_micros(i as u64));
         }
         assert!(throttle.map().len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn a_spray_of_fresh_emails_does_not_wipe_the_count_of_one_under_attack() {
+        let throttle = LoginThrottle::new(5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(throttle.attempt("victim@x", t0), Ok(()));
+        }
+        for i in 0..(MAX_TRACKED + 10) {
+            let _ = throttle.attempt(&format!("{i}@x"), t0 + Duration::from_micros(i as u64));
+        }
+        assert!(throttle.map().len() <= MAX_TRACKED);
+        assert!(
+            throttle
+                .attempt("victim@x", t0 + Duration::from_secs(1))
+                .is_err(),
+            "the victim's email is still locked"
+        );
     }
 }
