@@ -156,7 +156,22 @@ impl Project {
             message: e.to_string(),
         };
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(parse_error)?;
-        value.apply_merge().map_err(parse_error)?;
+        // serde_yaml applies merge keys one level at a time: a mapping merged
+        // in that has a merge key of its own (an anchor built on another,
+        // like x-rust-service on x-logging) brings that key along unapplied.
+        // Again, until none is left.
+        let mut rounds = 0;
+        while has_merge_key(&value) {
+            rounds += 1;
+            if rounds > MAX_MERGE_DEPTH {
+                return Err(ComposeError::Parse {
+                    path: path.clone(),
+                    location: String::new(),
+                    message: format!("merge keys (<<) nest more than {MAX_MERGE_DEPTH} deep"),
+                });
+            }
+            value.apply_merge().map_err(parse_error)?;
+        }
         interpolate_all(&mut value, lookup).map_err(|error| ComposeError::Interpolation {
             path: path.clone(),
             error,
@@ -345,6 +360,19 @@ impl Project {
     }
 }
 
+/// How deep anchors built on anchors may nest their merge keys.
+const MAX_MERGE_DEPTH: usize = 16;
+
+/// Whether any mapping in `value` still has a merge key (`<<`).
+fn has_merge_key(value: &serde_yaml::Value) -> bool {
+    match value {
+        serde_yaml::Value::Mapping(m) => m.contains_key("<<") || m.values().any(has_merge_key),
+        serde_yaml::Value::Sequence(s) => s.iter().any(has_merge_key),
+        serde_yaml::Value::Tagged(t) => has_merge_key(&t.value),
+        _ => false,
+    }
+}
+
 fn interpolate_all(
     value: &mut serde_yaml::Value,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -441,6 +469,24 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(project.services["db"].image.as_deref(), Some("local/pg:15"));
+    }
+
+    #[test]
+    fn merge_keys_nested_in_merged_anchors_are_applied_and_own_keys_win() {
+        // x-rust is built on x-log, and overrides its restart policy.
+        let text = "x-log: &log\n  logging:\n    driver: json-file\n  restart: always\nx-rust: &rust\n  <<: *log\n  restart: on-failure\nservices:\n  s:\n    <<: *rust\n    image: i\n";
+        let project = parse(text, &[]).expect("parses");
+        let s = &project.services["s"];
+        assert_eq!(
+            s.logging.as_ref().and_then(|l| l.driver.as_deref()),
+            Some("json-file")
+        );
+        assert!(
+            matches!(s.restart, Some(model::RestartPolicy::OnFailure { .. })),
+            "{:?}",
+            s.restart
+        );
+        assert!(s.unsupported.is_empty(), "{:?}", s.unsupported);
     }
 
     #[test]
