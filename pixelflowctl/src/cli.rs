@@ -37,6 +37,7 @@ pub struct Cli {
 pub enum Command {
     Up(commands::up::Args),
     Dev(commands::dev::Args),
+    Drill(commands::drill::Args),
     Build(commands::build::Args),
     Ps(commands::ps::Args),
     Logs(commands::logs::Args),

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod compose;
 mod dev;
 mod docker;
+mod drill;
 mod health;
 mod images;
 mod logstream;
@@ -86,6 +87,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             project.select(&args.without)?;
             &args.services
         }
+        Command::Drill(args) if args.name == "list" => {
+            return commands::drill::list(&project, &printer);
+        }
+        Command::Drill(_) => &[],
         Command::Build(args) => &args.services,
         Command::Ps(args) => &args.services,
         Command::Logs(args) => &args.services,
@@ -102,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match &command {
         Command::Up(args) => commands::up::run(&cx, args).await,
         Command::Dev(args) => commands::dev::run(&cx, args).await,
+        Command::Drill(args) => commands::drill::run(&cx, args).await,
         Command::Build(args) => commands::build::run(&cx, args).await,
         Command::Ps(args) => commands::ps::run(&cx, args).await,
         Command::Logs(args) => commands::logs::run(&cx, args).await,

@@ -226,6 +226,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     logs_gather_one_task_or_one_trace_from_every_service(&stack, &task_id, &traceparent).await;
     verify_on_the_stack_fails_what_does_not_answer_unless_skipped(&stack).await;
     faults_on_the_docker_stack(&stack, &user).await;
+    drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(&stack).await;
     a_stopped_service_is_named_with_how_to_start_it_alone(&stack).await;
     down_with_a_task_in_hand_and_up_again_complete_it(&stack, &user).await;
     down_v_removes_the_projects_objects_and_nothing_else(&stack, &bystander).await;
@@ -585,6 +586,81 @@ async fn verify_on_the_stack_fails_what_does_not_answer_unless_skipped(stack: &S
         rows.iter()
             .any(|c| c["service"] == "grafana" && c["actual"] == "skipped: --skip grafana"),
         "{report:#}"
+    );
+}
+
+/// `drill kafka-down` and `drill worker-kill` with `--until firing`: each
+/// expected alert pending, firing, held by Alertmanager and resolved, in
+/// that order, no other alert firing, no task lost or counted twice, and
+/// the stack as it was (the same containers, the worker's restart policy
+/// back).
+async fn drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(stack: &Stack) {
+    let worker = stack.container("worker").await;
+    for (drill, alert) in [
+        ("kafka-down", "PixelFlowKafkaPublishErrors"),
+        ("worker-kill", "PixelFlowTargetDown{job=\"worker\"}"),
+    ] {
+        let output = stack
+            .command(&["--output", "json", "drill", drill, "--until", "firing"])
+            .output()
+            .await
+            .expect("pixelflowctl runs");
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{drill}: not JSON ({e}):\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let failed: Vec<&Value> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["outcome"] != "pass")
+            .collect();
+        assert!(failed.is_empty(), "{drill}: {failed:#?}\n{report:#}");
+        assert_eq!(output.status.code(), Some(0), "{drill}: {report:#}");
+        let seen = &report["timeline"]["alerts"][alert];
+        let at = |state: &str| {
+            seen[state]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{drill}: {alert} never {state}: {report:#}"))
+        };
+        assert!(
+            at("pending") <= at("firing")
+                && at("firing") <= at("held")
+                && at("held") <= at("resolved"),
+            "{drill}: {seen}"
+        );
+        let events: Vec<&str> = report["timeline"]["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["what"].as_str())
+            .collect();
+        for expected in ["fault:", "first metric movement", "restored:", "recovered:"] {
+            assert!(
+                events.iter().any(|e| e.starts_with(expected)),
+                "{drill}: no {expected:?} in {events:?}"
+            );
+        }
+        println!("drill {drill}: {}", report["timeline"]);
+    }
+    assert_eq!(
+        stack.container("worker").await,
+        worker,
+        "the same worker container"
+    );
+    let policy = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}",
+        &worker,
+    ])
+    .await;
+    assert_eq!(
+        policy, "unless-stopped",
+        "the worker's restart policy is back"
     );
 }
 

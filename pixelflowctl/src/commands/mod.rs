@@ -4,6 +4,7 @@
 pub mod build;
 pub mod dev;
 pub mod down;
+pub mod drill;
 pub mod logs;
 pub mod metrics;
 pub mod ps;

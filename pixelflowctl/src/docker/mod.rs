@@ -427,6 +427,43 @@ impl Engine {
             .map_err(|e| DockerError::failed(format!("send {signal} to container {name}"), e))
     }
 
+    /// Freezes every process of the container (the engine's pause).
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        self.docker
+            .pause_container(name)
+            .await
+            .map_err(|e| DockerError::failed(format!("pause container {name}"), e))
+    }
+
+    /// Thaws a paused container; one that is not paused is fine.
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        match self.docker.unpause_container(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if DockerError::is_not_found(&e) || e.to_string().contains("is not paused") => {
+                Ok(())
+            }
+            Err(e) => Err(DockerError::failed(format!("unpause container {name}"), e)),
+        }
+    }
+
+    /// Sets the container's restart policy, as `docker update --restart`.
+    pub async fn set_restart_policy(
+        &self,
+        name: &str,
+        policy: bollard::models::RestartPolicy,
+    ) -> Result<()> {
+        self.docker
+            .update_container(
+                name,
+                bollard::container::UpdateContainerOptions::<String> {
+                    restart_policy: Some(policy),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| DockerError::failed(format!("update the restart policy of {name}"), e))
+    }
+
     /// Extracts the tar archive `tar` into the container's `/` (the
     /// container may be stopped): how `dev` puts a new binary in place.
     pub async fn upload(&self, name: &str, tar: Vec<u8>) -> Result<()> {

@@ -9,7 +9,7 @@ mod dashboards;
 mod grafana;
 mod jaeger;
 pub mod plan;
-mod prometheus;
+pub(crate) mod prometheus;
 
 // The service checks, the flow and the report are pixelflow-verify's, shared
 // with the services' own tests and the end-to-end tests.

@@ -179,10 +179,24 @@ impl Targets {
     }
 }
 
-fn png(width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
+/// A PNG of a gradient, `width`×`height`: what the flow uploads.
+pub fn png(width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
+    encode(image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
-    });
+    }))
+}
+
+/// A PNG in one colour: megapixels in a small upload, for a task that
+/// keeps the worker busy for seconds (7000×7000 is about 30 KB).
+pub fn png_plain(width: u32, height: u32) -> anyhow::Result<Vec<u8>> {
+    encode(image::RgbImage::from_pixel(
+        width,
+        height,
+        image::Rgb([40, 120, 200]),
+    ))
+}
+
+fn encode(image: image::RgbImage) -> anyhow::Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     image
         .write_to(&mut out, image::ImageFormat::Png)
