@@ -208,10 +208,32 @@ mod tests {
                 .join("../compose/prometheus/alerts.yml"),
         )
         .expect("the rules file");
+        #[derive(serde::Deserialize)]
+        struct File {
+            groups: Vec<Group>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Group {
+            rules: Vec<Rule>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Rule {
+            alert: String,
+            #[serde(rename = "for")]
+            for_: String,
+        }
+        let file: File = serde_yaml::from_str(&rules).expect("the rules parse");
+        let rules: Vec<Rule> = file.groups.into_iter().flat_map(|g| g.rules).collect();
         for drill in DRILLS {
             for expected in drill.expects.iter().chain(drill.allows) {
-                assert!(
-                    rules.contains(&format!("alert: {}\n", expected.alert)),
+                let rule = rules
+                    .iter()
+                    .find(|r| r.alert == expected.alert)
+                    .unwrap_or_else(|| panic!("{}: no rule {}", drill.name, expected.alert));
+                // The projection of when it fires is pending + for:.
+                assert_eq!(
+                    Ok(expected.for_),
+                    crate::compose::model::duration(&rule.for_),
                     "{}: {}",
                     drill.name,
                     expected.alert

@@ -47,11 +47,9 @@ pub struct Options {
 const UPLOADS_DURING: usize = 8;
 /// How often the drill looks, and uploads.
 const TICK: Duration = Duration::from_secs(2);
-/// Tasks that keep the worker busy before a worker fault, so that
-/// Prometheus sees it working (a scrape every 15 s) and a task is in hand
-/// when the fault comes: at most this many in all, this many queued.
+/// Uploads before a worker fault, at most, until one is seen in the
+/// worker's hands.
 const BUSY_TASKS: usize = 10;
-const BUSY_QUEUE: usize = 3;
 
 /// Where the stack answers and what the drill breaks, decided before
 /// anything is touched.
@@ -183,14 +181,7 @@ pub async fn run(
     let mut traffic = Traffic::default();
     if matches!(drill.fault, Fault::Kill | Fault::Pause) {
         printer.status(format!("{}: keeping the worker busy", drill.name));
-        keep_worker_busy(
-            &http,
-            &plan,
-            &user,
-            &mut traffic,
-            drill.fault == Fault::Pause,
-        )
-        .await?;
+        keep_worker_busy(&user, &mut traffic).await?;
     }
 
     printer.status(format!(
@@ -212,9 +203,17 @@ pub async fn run(
     let held = match &injected {
         Ok(()) => {
             timeline.note(
-                fault_at.elapsed(),
-                format!("fault: {} {}", fault_word(drill.fault), drill.service),
+                Duration::ZERO,
+                format!(
+                    "fault: {} {} (the engine took {:.1}s)",
+                    fault_word(drill.fault),
+                    drill.service,
+                    fault_at.elapsed().as_secs_f64()
+                ),
             );
+            if matches!(drill.fault, Fault::Kill | Fault::Pause) {
+                timeline.note(fault_at.elapsed(), in_hand(&user, &traffic).await);
+            }
             let hold = options
                 .hold
                 .unwrap_or_else(|| default_hold(drill, options.until, bounds));
@@ -386,63 +385,38 @@ async fn quiet(
     }
 }
 
-/// Uploads tasks that keep the worker busy, and returns once one is in
-/// its hands; with `seen_by_prometheus`, only once a scrape has also seen
-/// it working (every 15 s: a frozen worker is judged by the last one).
-async fn keep_worker_busy(
-    http: &reqwest::Client,
-    plan: &Plan,
-    user: &User,
-    traffic: &mut Traffic,
-    seen_by_prometheus: bool,
-) -> anyhow::Result<()> {
+/// Uploads tasks for the worker and returns once one is in its hands (a
+/// 7000×7000 image takes it about a tenth of a second, so it may be done
+/// by the time the fault comes: the timeline says which).
+async fn keep_worker_busy(user: &User, traffic: &mut Traffic) -> anyhow::Result<()> {
     let image = pixelflow_verify::flow::png_plain(7000, 7000)?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        // A few queued behind the one in hand, topped up as they finish.
-        let mut unfinished = 0;
-        for id in traffic.accepted.iter().rev().take(BUSY_QUEUE) {
-            if !matches!(user.status(id).await?.as_str(), "COMPLETED" | "FAILED") {
-                unfinished += 1;
-            }
+    while traffic.accepted.len() < BUSY_TASKS {
+        match user.upload(image.clone()).await {
+            Upload::Accepted(id) => traffic.accepted.push(id),
+            other => anyhow::bail!("an upload before the fault was not accepted: {other:?}"),
         }
-        for _ in unfinished..BUSY_QUEUE {
-            if traffic.accepted.len() >= BUSY_TASKS {
-                break;
-            }
-            match user.upload(image.clone()).await {
-                Upload::Accepted(id) => traffic.accepted.push(id),
-                other => anyhow::bail!("an upload before the fault was not accepted: {other:?}"),
-            }
-        }
-        let in_hand = match traffic.accepted.last() {
-            Some(last) => user.status(last).await? != "COMPLETED",
-            None => false,
-        };
-        let seen = !seen_by_prometheus
-            || !crate::verify::prometheus::query(
-                http,
-                &plan.prometheus,
-                "worker_active_processing_tasks > 0",
-            )
+        let last = traffic.accepted.last().cloned().unwrap_or_default();
+        if user
+            .processing(&last, Duration::from_secs(60))
             .await
-            .map_err(|e| anyhow::anyhow!("Prometheus: {e}"))?
-            .is_empty();
-        if in_hand && seen {
-            // The oldest unfinished task is the one in hand, or next.
-            for id in &traffic.accepted {
-                if !matches!(user.status(id).await?.as_str(), "COMPLETED" | "FAILED") {
-                    return user.processing(id, Duration::from_secs(60)).await;
-                }
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("none of {BUSY_TASKS} uploads was seen in the worker's hands")
+}
+
+/// The timeline's word on the task in hand when the fault came.
+async fn in_hand(user: &User, traffic: &Traffic) -> String {
+    for id in &traffic.accepted {
+        if let Ok(status) = user.status(id).await {
+            if status == "PROCESSING" {
+                return format!("task {id} in the worker's hands");
             }
         }
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "the worker was not seen busy within 90 s (Prometheus scrapes every 15 s)"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    "no task in the worker's hands any more (it had finished them)".to_string()
 }
 
 async fn inject(engine: &Engine, plan: &Plan, drill: &Drill) -> anyhow::Result<()> {
@@ -477,8 +451,25 @@ async fn restore(
     plan: &Plan,
     drill: &Drill,
 ) -> anyhow::Result<()> {
+    let service = &project.services[drill.service];
     match drill.fault {
-        Fault::Pause => engine.unpause(&plan.container).await?,
+        Fault::Pause => {
+            engine.unpause(&plan.container).await?;
+            // The engine's healthcheck timed out while it was frozen: it
+            // says "unhealthy" until its next probe. Its own check, run
+            // here, says when it serves again.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !health::passes_own_check(engine, service, &plan.container).await {
+                if Instant::now() > deadline {
+                    anyhow::bail!(
+                        "{} does not pass its healthcheck 60 s after it was thawed",
+                        drill.service
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            return Ok(());
+        }
         Fault::Stop | Fault::Kill => {
             if let Some(policy) = &plan.restart_policy {
                 engine
@@ -494,7 +485,7 @@ async fn restore(
     health::wait(
         engine,
         drill.service,
-        &project.services[drill.service],
+        service,
         &plan.container,
         Duration::from_secs(180),
     )
@@ -519,6 +510,7 @@ async fn watch_fault(
 ) {
     let mut moved = false;
     let mut uploads = 0;
+    let mut ticks = 0_u32;
     let image = pixelflow_verify::flow::png(64, 48).unwrap_or_default();
     loop {
         let at = fault_at.elapsed();
@@ -541,7 +533,12 @@ async fn watch_fault(
         }
         // Traffic: the refused keep coming (they cost nothing); the
         // accepted stop at UPLOADS_DURING.
-        if uploads < UPLOADS_DURING || drill.refuses_uploads {
+        // Spread out where they are accepted (the UPLOADS_DURING last
+        // about a minute: tasks keep coming while the alerts' windows
+        // fill); every tick where they are refused.
+        let due = drill.refuses_uploads || ticks.is_multiple_of(4);
+        ticks += 1;
+        if due && (uploads < UPLOADS_DURING || drill.refuses_uploads) {
             match user.upload(image.clone()).await {
                 Upload::Accepted(id) => {
                     uploads += 1;
