@@ -150,9 +150,17 @@ pub fn find(name: &str) -> Option<&'static Drill> {
     DRILLS.iter().find(|d| d.name == name)
 }
 
-/// The alert rules in `alerts_yml` (Prometheus' rule file) that no drill
-/// expects: what `drill list` reports as not exercised.
-pub fn unexercised(alerts_yml: &str) -> Result<Vec<String>, String> {
+/// One alerting rule of a Prometheus rule file, as far as drills care.
+#[derive(Debug, serde::Deserialize)]
+pub struct Rule {
+    /// `None` for a recording rule.
+    pub alert: Option<String>,
+    #[serde(rename = "for")]
+    pub for_: Option<String>,
+}
+
+/// The rules of a Prometheus rule file (`alerts.yml`).
+pub fn rules(alerts_yml: &str) -> Result<Vec<Rule>, String> {
     #[derive(serde::Deserialize)]
     struct File {
         groups: Vec<Group>,
@@ -161,21 +169,25 @@ pub fn unexercised(alerts_yml: &str) -> Result<Vec<String>, String> {
     struct Group {
         rules: Vec<Rule>,
     }
-    #[derive(serde::Deserialize)]
-    struct Rule {
-        alert: Option<String>,
-    }
     let file: File = serde_yaml::from_str(alerts_yml).map_err(|e| e.to_string())?;
-    Ok(file
-        .groups
+    Ok(file.groups.into_iter().flat_map(|g| g.rules).collect())
+}
+
+/// The alert rules in `alerts_yml` that no drill expects, each with its
+/// `for:`: what `drill list` reports as not exercised.
+pub fn unexercised(alerts_yml: &str) -> Result<Vec<String>, String> {
+    Ok(rules(alerts_yml)?
         .into_iter()
-        .flat_map(|g| g.rules)
-        .filter_map(|r| r.alert)
-        .filter(|name| {
+        .filter_map(|r| Some((r.alert?, r.for_)))
+        .filter(|(name, _)| {
             !DRILLS
                 .iter()
                 .flat_map(|d| d.expects)
                 .any(|e| e.alert == name)
+        })
+        .map(|(name, for_)| match for_ {
+            Some(for_) => format!("{name} (for {for_})"),
+            None => name,
         })
         .collect())
 }
@@ -196,8 +208,11 @@ mod tests {
 
     #[test]
     fn the_rules_no_drill_exercises_are_named() {
-        let rules = "groups:\n  - name: g\n    rules:\n      - alert: PixelFlowTargetDown\n        expr: up == 0\n      - record: x\n        expr: y\n      - alert: SomethingElse\n        expr: z\n";
-        assert_eq!(unexercised(rules), Ok(vec!["SomethingElse".to_string()]));
+        let rules = "groups:\n  - name: g\n    rules:\n      - alert: PixelFlowTargetDown\n        expr: up == 0\n      - record: x\n        expr: y\n      - alert: SomethingElse\n        expr: z\n        for: 5m\n";
+        assert_eq!(
+            unexercised(rules),
+            Ok(vec!["SomethingElse (for 5m)".to_string()])
+        );
     }
 
     #[test]
@@ -208,32 +223,17 @@ mod tests {
                 .join("../compose/prometheus/alerts.yml"),
         )
         .expect("the rules file");
-        #[derive(serde::Deserialize)]
-        struct File {
-            groups: Vec<Group>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Group {
-            rules: Vec<Rule>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Rule {
-            alert: String,
-            #[serde(rename = "for")]
-            for_: String,
-        }
-        let file: File = serde_yaml::from_str(&rules).expect("the rules parse");
-        let rules: Vec<Rule> = file.groups.into_iter().flat_map(|g| g.rules).collect();
+        let rules = super::rules(&rules).expect("the rules parse");
         for drill in DRILLS {
             for expected in drill.expects.iter().chain(drill.allows) {
                 let rule = rules
                     .iter()
-                    .find(|r| r.alert == expected.alert)
+                    .find(|r| r.alert.as_deref() == Some(expected.alert))
                     .unwrap_or_else(|| panic!("{}: no rule {}", drill.name, expected.alert));
                 // The projection of when it fires is pending + for:.
                 assert_eq!(
                     Ok(expected.for_),
-                    crate::compose::model::duration(&rule.for_),
+                    crate::compose::model::duration(rule.for_.as_deref().unwrap_or("0s")),
                     "{}: {}",
                     drill.name,
                     expected.alert
