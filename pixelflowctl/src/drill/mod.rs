@@ -66,17 +66,12 @@ struct Plan {
 impl Plan {
     async fn new(engine: &Engine, project: &Project, drill: &Drill) -> anyhow::Result<Self> {
         let published = Published::find(project).await;
-        let needed = [
-            "auth",
-            "api",
-            "worker",
-            "prometheus",
-            "alertmanager",
-            drill.service,
-        ];
+        let mut needed = vec!["auth", "api", "worker", "prometheus", "alertmanager"];
+        if !needed.contains(&drill.service) {
+            needed.push(drill.service);
+        }
         let down: Vec<&str> = needed
-            .iter()
-            .copied()
+            .into_iter()
             .filter(|s| published.not_running(s))
             .collect();
         if !down.is_empty() {
