@@ -278,6 +278,17 @@ async fn commands_on_a_stack_that_is_not_up_say_to_bring_it_up() {
             stderr(&output)
         );
     }
+    // A drill on a stack that is not up could not run: exit 2, naming
+    // what is missing, and nothing touched.
+    let output = run(&["drill", "worker-kill"]).output().await.expect("runs");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "auth, api, worker, prometheus, alertmanager not running in project {project}: a drill needs the stack up (pixelflowctl up)"
+        )),
+        "{}",
+        stderr(&output)
+    );
     let output = run(&["logs", "api", "worker"])
         .output()
         .await
@@ -456,4 +467,51 @@ async fn a_grafana_password_in_the_environment_is_never_printed() {
             assert!(printed.contains("GRAFANA_PASSWORD"), "{printed}");
         }
     }
+}
+
+#[tokio::test]
+async fn drill_list_needs_no_docker_and_names_the_rules_no_drill_exercises() {
+    let output = pixelflowctl(&["--output", "json", "drill", "list"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let names: Vec<&str> = listed["drills"]
+        .as_array()
+        .expect("drills")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "kafka-down",
+            "worker-kill",
+            "postgres-restart",
+            "auth-down",
+            "worker-stuck"
+        ]
+    );
+    let unexercised = listed["rules_no_drill_exercises"].to_string();
+    assert!(
+        unexercised.contains("PixelFlowLatencySLO (for 10m)"),
+        "{unexercised}"
+    );
+    assert!(
+        !unexercised.contains("PixelFlowTargetDown"),
+        "{unexercised}"
+    );
+    // An unknown drill is a usage error that lists the drills.
+    let output = pixelflowctl(&["drill", "nope"])
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("list, kafka-down, worker-kill"),
+        "{}",
+        stderr(&output)
+    );
 }
