@@ -1,6 +1,6 @@
 //! A drill's own user and its uploads: what must survive the fault.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -113,22 +113,5 @@ impl User {
             .as_str()
             .map(str::to_string)
             .with_context(|| format!("task {id}: no status in {task}"))
-    }
-
-    /// Waits until task `id` is PROCESSING: a task in the worker's hands.
-    pub async fn processing(&self, id: &str, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.status(id).await?.as_str() {
-                "PROCESSING" => return Ok(()),
-                "COMPLETED" | "FAILED" => {
-                    bail!("task {id} finished before the fault: no task was in hand")
-                }
-                _ if Instant::now() > deadline => {
-                    bail!("task {id} was not taken up by the worker within {within:?}")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
     }
 }
