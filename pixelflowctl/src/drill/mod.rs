@@ -521,6 +521,8 @@ async fn watch_fault(
     let mut moved = false;
     let mut uploads = 0;
     let mut ticks = 0_u32;
+    let bar = printer.spinner(format!("{}: the fault is on", drill.name));
+    let mut said = Duration::ZERO;
     let image = pixelflow_verify::flow::png(64, 48).unwrap_or_default();
     loop {
         let at = fault_at.elapsed();
@@ -558,13 +560,23 @@ async fn watch_fault(
             }
         }
         if timeline.reached(drill.expects, until) && traffic.refused.len() + uploads >= 3 {
+            bar.finish_and_clear();
             return;
         }
         if at >= hold {
             timeline.note(at, format!("gave up waiting after {}s", hold.as_secs()));
+            bar.finish_and_clear();
             return;
         }
-        printer.status(format!("{}: +{}s", drill.name, at.as_secs()));
+        let seen = timeline.events.last().map_or("", |e| e.what.as_str());
+        let progress = format!("{}: +{}s since the fault; {seen}", drill.name, at.as_secs());
+        if printer.interactive() {
+            bar.set_message(progress);
+        } else if at >= said + Duration::from_secs(30) {
+            // In a log, a line every 30 s rather than a spinner.
+            said = at;
+            printer.status(progress);
+        }
         tokio::time::sleep(TICK).await;
     }
 }
