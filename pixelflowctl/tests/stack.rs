@@ -597,7 +597,7 @@ async fn verify_on_the_stack_fails_what_does_not_answer_unless_skipped(stack: &S
 async fn drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(stack: &Stack) {
     let worker = stack.container("worker").await;
     for (drill, alert) in [
-        ("kafka-down", "PixelFlowKafkaPublishErrors"),
+        ("kafka-down", "PixelFlowKafkaPublishErrors{job=\"api\"}"),
         ("worker-kill", "PixelFlowTargetDown{job=\"worker\"}"),
     ] {
         let output = stack

@@ -88,8 +88,12 @@ pub const DRILLS: &[Drill] = &[
         refuses_uploads: false,
         signal: "increase(api_kafka_publish_errors_total[1m]) > 0",
         expects: &[alert("PixelFlowKafkaPublishErrors", None, 120)],
-        // The worker cannot consume either.
-        allows: &[alert("PixelFlowWorkerConsumptionErrors", None, 120)],
+        // The worker cannot consume either, and gets no task to finish
+        // while uploads go on.
+        allows: &[
+            alert("PixelFlowWorkerConsumptionErrors", None, 120),
+            alert("PixelFlowWorkerStuck", None, 600),
+        ],
     },
     Drill {
         name: "worker-kill",
@@ -101,7 +105,8 @@ pub const DRILLS: &[Drill] = &[
         refuses_uploads: false,
         signal: "up{job=\"worker\"} == 0",
         expects: &[TARGET_DOWN_WORKER],
-        allows: &[],
+        // Its task in hand, unfinished while it is down.
+        allows: &[alert("PixelFlowWorkerStuck", None, 600)],
     },
     Drill {
         name: "postgres-restart",
