@@ -536,23 +536,8 @@ mod tests {
 
     /// The repository without its build output, in a folder of its own.
     fn copy_of_the_workspace() -> tempfile::TempDir {
-        fn copy(from: &std::path::Path, to: &std::path::Path) {
-            std::fs::create_dir_all(to).expect("mkdir");
-            for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-                let name = entry.file_name();
-                if name == "target" || name == ".git" {
-                    continue;
-                }
-                let (source, dest) = (entry.path(), to.join(&name));
-                if source.is_dir() {
-                    copy(&source, &dest);
-                } else {
-                    std::fs::copy(&source, &dest).expect("copy");
-                }
-            }
-        }
         let dir = tempfile::tempdir().expect("tempdir");
-        copy(
+        pixelflow_testkit::copy_workspace(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
             dir.path(),
         );

@@ -36,7 +36,7 @@ impl Workspace {
     fn copy() -> Self {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let dir = tempfile::tempdir().expect("tempdir");
-        copy_tree(&source, dir.path());
+        pixelflow_testkit::copy_workspace(&source, dir.path());
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| source.join("target"));
@@ -74,22 +74,6 @@ impl Workspace {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let name = entry.file_name();
-        if name == "target" || name == ".git" {
-            continue;
-        }
-        let (source, dest) = (entry.path(), to.join(&name));
-        if source.is_dir() {
-            copy_tree(&source, &dest);
-        } else {
-            std::fs::copy(&source, &dest).expect("copy");
-        }
-    }
-}
-
 /// One dev loop and the stack it runs, with the test's own project name,
 /// image tag and host ports; taken down whatever happens.
 struct Dev {
@@ -106,22 +90,10 @@ impl Dev {
     async fn start() -> Self {
         let workspace = Workspace::copy();
         let project = format!("pfdev{}", std::process::id());
-        let mut env: Vec<(&'static str, String)> = [
-            "AUTH_PORT",
-            "API_PORT",
-            "WORKER_PORT",
-            "PROMETHEUS_PORT",
-            "ALERTMANAGER_PORT",
-            "GRAFANA_PORT",
-            "JAEGER_UI_PORT",
-            "JAEGER_OTLP_GRPC_PORT",
-            "JAEGER_OTLP_HTTP_PORT",
-            "POSTGRES_PORT",
-            "KAFKA_HOST_PORT",
-        ]
-        .into_iter()
-        .map(|name| (name, free_port().to_string()))
-        .collect();
+        let mut env: Vec<(&'static str, String)> = pixelflow_testkit::PORT_VARIABLES
+            .into_iter()
+            .map(|name| (name, free_port().to_string()))
+            .collect();
         env.push(("COMPOSE_PROJECT_NAME", project.clone()));
         env.push(("PIXELFLOW_TAG", project.clone()));
         env.push(("NO_COLOR", "1".into()));

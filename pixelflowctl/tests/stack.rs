@@ -60,22 +60,10 @@ struct Stack {
 impl Stack {
     fn new() -> Self {
         let project = format!("pftest{}", std::process::id());
-        let ports = [
-            "AUTH_PORT",
-            "API_PORT",
-            "WORKER_PORT",
-            "PROMETHEUS_PORT",
-            "ALERTMANAGER_PORT",
-            "GRAFANA_PORT",
-            "JAEGER_UI_PORT",
-            "JAEGER_OTLP_GRPC_PORT",
-            "JAEGER_OTLP_HTTP_PORT",
-            "POSTGRES_PORT",
-            "KAFKA_HOST_PORT",
-        ]
-        .into_iter()
-        .map(|name| (name, free_port()))
-        .collect();
+        let ports = pixelflow_testkit::PORT_VARIABLES
+            .into_iter()
+            .map(|name| (name, free_port()))
+            .collect();
         Self {
             project,
             ports,

@@ -157,34 +157,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_task_filter_keeps_only_json_lines_about_that_task() {
-        let id = "0b7e1c52-4a1e-4c4e-9f59-1d1e1d1e1d1e";
-        assert!(is_about_task(
-            &format!(r#"{{"level":"INFO","message":"task completed","task_id":"{id}"}}"#),
-            id
-        ));
-        assert!(!is_about_task(
-            r#"{"level":"INFO","message":"task completed","task_id":"another"}"#,
-            id
-        ));
-        assert!(!is_about_task(
-            r#"{"level":"INFO","message":"listening"}"#,
-            id
-        ));
-        assert!(!is_about_task(&format!("plain text about {id}"), id));
-    }
-
-    #[test]
-    fn a_trace_filter_keeps_only_json_lines_of_that_trace() {
-        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert!(is_in_trace(
-            &format!(r#"{{"level":"INFO","message":"task completed","trace_id":"{id}"}}"#),
-            id
-        ));
-        assert!(!is_in_trace(
-            r#"{"level":"INFO","message":"task completed","trace_id":"0af7651916cd43dd8448eb211c80319c"}"#,
-            id
-        ));
-        assert!(!is_in_trace(r#"{"message":"no trace"}"#, id));
+    fn task_and_trace_filters_keep_only_json_lines_naming_theirs() {
+        let task = "0b7e1c52-4a1e-4c4e-9f59-1d1e1d1e1d1e";
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for (filter, field, id, other) in [
+            (
+                is_about_task as fn(&str, &str) -> bool,
+                "task_id",
+                task,
+                "another",
+            ),
+            (
+                is_in_trace,
+                "trace_id",
+                trace,
+                "0af7651916cd43dd8448eb211c80319c",
+            ),
+        ] {
+            let line = |value: &str| {
+                format!(r#"{{"level":"INFO","message":"task completed","{field}":"{value}"}}"#)
+            };
+            assert!(filter(&line(id), id), "{field}");
+            assert!(!filter(&line(other), id), "{field}: another's");
+            assert!(
+                !filter(r#"{"level":"INFO","message":"listening"}"#, id),
+                "{field}: none"
+            );
+            assert!(
+                !filter(&format!("plain text about {id}"), id),
+                "{field}: not JSON"
+            );
+        }
     }
 }

@@ -113,7 +113,7 @@ pub fn unlisted(service: &str, spec: &ServiceSpec, exposition: &Exposition) -> C
                     .map(|v| {
                         format!(
                             "{name}{} is {v}; a counter is never negative",
-                            fmt_labels(series)
+                            series.labels_text()
                         )
                     }),
             })
@@ -190,7 +190,10 @@ fn family_problem(metric: &MetricSpec, family: &Family) -> Option<String> {
     for series in &family.series {
         for label in &metric.labels {
             if !series.labels.contains_key(label) {
-                return Some(format!("{name}{} lacks label {label}", fmt_labels(series)));
+                return Some(format!(
+                    "{name}{} lacks label {label}",
+                    series.labels_text()
+                ));
             }
         }
         match (&series.value, metric.kind) {
@@ -203,7 +206,7 @@ fn family_problem(metric: &MetricSpec, family: &Family) -> Option<String> {
                 if let Some(v) = scalar(value).filter(|v| *v < 0.0 || v.is_nan()) {
                     return Some(format!(
                         "{name}{} is {v}; a counter is never negative",
-                        fmt_labels(series)
+                        series.labels_text()
                     ));
                 }
             }
@@ -212,7 +215,7 @@ fn family_problem(metric: &MetricSpec, family: &Family) -> Option<String> {
                     if metric.min.is_some_and(|m| v < m) || metric.max.is_some_and(|m| v > m) {
                         return Some(format!(
                             "{name}{} is {v}, outside {}",
-                            fmt_labels(series),
+                            series.labels_text(),
                             describe(metric)
                         ));
                     }
@@ -264,25 +267,13 @@ fn documented_values_problem(metric: &MetricSpec, family: &Family) -> Option<Str
     None
 }
 
-fn fmt_labels(series: &crate::exposition::Series) -> String {
-    if series.labels.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = series
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{v}\""))
-        .collect();
-    format!("{{{}}}", inner.join(","))
-}
-
 fn histogram_problem(
     name: &str,
     series: &crate::exposition::Series,
     buckets: &[prometheus_parse::HistogramCount],
     family: &Family,
 ) -> Option<String> {
-    let at = fmt_labels(series);
+    let at = series.labels_text();
     if buckets.windows(2).any(|w| w[1].less_than <= w[0].less_than) {
         return Some(format!("{name}{at}: le bounds are not ascending"));
     }

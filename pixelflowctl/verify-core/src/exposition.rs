@@ -12,6 +12,22 @@ pub struct Series {
     pub value: Value,
 }
 
+impl Series {
+    /// Its labels as the exposition writes them, `{a="1",b="2"}`, or
+    /// nothing: for naming a series in a failure.
+    pub fn labels_text(&self) -> String {
+        if self.labels.is_empty() {
+            return String::new();
+        }
+        let inner: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        format!("{{{}}}", inner.join(","))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Family {
     pub kind: Option<String>,
@@ -288,27 +304,16 @@ mod tests {
     fn what_prometheus_would_refuse_or_misread_is_named_by_line() {
         let text = "# TYPE ok_total counter\nok_total{a=\"1\"} 1\nok_total{a=\"1\"} 2\n1bad 3\nlabelled{__name=\"x\"} 1\nstamped 1 1700000000000\nfine{b=\"q\\\"uote\",a=\"}\"} 4\n";
         let e = Exposition::parse(text);
-        assert_eq!(e.misread.len(), 4, "{:?}", e.misread);
-        assert!(
-            e.misread[0].starts_with("the same series twice"),
-            "{:?}",
-            e.misread
-        );
-        assert!(
-            e.misread[1].starts_with("metric name \"1bad\" is not valid"),
-            "{:?}",
-            e.misread
-        );
-        assert!(
-            e.misread[2].contains("label name \"__name\" is reserved"),
-            "{:?}",
-            e.misread
-        );
-        assert!(
-            e.misread[3].starts_with("explicit timestamp"),
-            "{:?}",
-            e.misread
-        );
+        let expected = [
+            "the same series twice",
+            "metric name \"1bad\" is not valid",
+            "label name \"__name\" is reserved",
+            "explicit timestamp",
+        ];
+        assert_eq!(e.misread.len(), expected.len(), "{:?}", e.misread);
+        for (misread, expected) in e.misread.iter().zip(expected) {
+            assert!(misread.contains(expected), "{misread:?}: {expected:?}");
+        }
         assert_eq!(
             label_pairs(r#"b="q\"uote",a="}""#),
             [

@@ -54,7 +54,7 @@ fn family_problem(name: &str, family: &Family) -> Option<String> {
         if let Some((s, v)) = values().find(|(_, v)| !(0.0..=1.0).contains(v)) {
             return Some(format!(
                 "{name}{} is {v}; a ratio lies between 0 and 1",
-                labels(s)
+                s.labels_text()
             ));
         }
     }
@@ -62,7 +62,7 @@ fn family_problem(name: &str, family: &Family) -> Option<String> {
         if let Some((s, v)) = values().find(|(_, v)| *v < 0.0 || v.fract() != 0.0) {
             return Some(format!(
                 "{name}{} is {v}; bytes are a whole number, never negative",
-                labels(s)
+                s.labels_text()
             ));
         }
     }
@@ -121,7 +121,7 @@ pub fn over_flow(before: &Exposition, after: &Exposition, window: Duration) -> V
                     ) else {
                         continue;
                     };
-                    let at = labels(count);
+                    let at = count.labels_text();
                     if dcount > 0.0 && dsum <= 0.0 {
                         problems.push(format!(
                             "{name}{at}: _count rose by {dcount} during the flow but _sum by {dsum}; _sum must move with it"
@@ -155,7 +155,7 @@ pub fn over_flow(before: &Exposition, after: &Exposition, window: Duration) -> V
                     if now < was {
                         problems.push(format!(
                             "{name}{} went down from {was} to {now} during the flow: Prometheus reads that as a restart",
-                            labels(series)
+                            series.labels_text()
                         ));
                     }
                 }
@@ -171,18 +171,6 @@ fn find(list: &[Series], like: &Series) -> Option<f64> {
     list.iter()
         .find(|s| s.labels == like.labels)
         .and_then(|s| scalar(&s.value))
-}
-
-fn labels(series: &Series) -> String {
-    if series.labels.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = series
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{v}\""))
-        .collect();
-    format!("{{{}}}", inner.join(","))
 }
 
 /// The row for a scrape's families, by what their names promise.

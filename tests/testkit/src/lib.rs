@@ -132,3 +132,37 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
+
+/// The workspace at `from` copied to `to`, without its build output
+/// (`target`) or `.git`: a checkout of its own for a test that edits it.
+pub fn copy_workspace(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let name = entry.file_name();
+        if name == "target" || name == ".git" {
+            continue;
+        }
+        let (source, dest) = (entry.path(), to.join(&name));
+        if source.is_dir() {
+            copy_workspace(&source, &dest);
+        } else {
+            std::fs::copy(&source, &dest).expect("copy");
+        }
+    }
+}
+
+/// Every variable the compose file moves a host port with: a test stack
+/// gives each a free port, so it runs beside a user's.
+pub const PORT_VARIABLES: [&str; 11] = [
+    "AUTH_PORT",
+    "API_PORT",
+    "WORKER_PORT",
+    "PROMETHEUS_PORT",
+    "ALERTMANAGER_PORT",
+    "GRAFANA_PORT",
+    "JAEGER_UI_PORT",
+    "JAEGER_OTLP_GRPC_PORT",
+    "JAEGER_OTLP_HTTP_PORT",
+    "POSTGRES_PORT",
+    "KAFKA_HOST_PORT",
+];
