@@ -214,7 +214,7 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     logs_gather_one_task_or_one_trace_from_every_service(&stack, &task_id, &traceparent).await;
     verify_on_the_stack_fails_what_does_not_answer_unless_skipped(&stack).await;
     faults_on_the_docker_stack(&stack, &user).await;
-    drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(&stack).await;
+    drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(&stack, &bystander).await;
     a_stopped_service_is_named_with_how_to_start_it_alone(&stack).await;
     down_with_a_task_in_hand_and_up_again_complete_it(&stack, &user).await;
     down_v_removes_the_projects_objects_and_nothing_else(&stack, &bystander).await;
@@ -582,7 +582,10 @@ async fn verify_on_the_stack_fails_what_does_not_answer_unless_skipped(stack: &S
 /// that order, no other alert firing, no task lost or counted twice, and
 /// the stack as it was (the same containers, the worker's restart policy
 /// back).
-async fn drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(stack: &Stack) {
+async fn drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(
+    stack: &Stack,
+    bystander: &str,
+) {
     let worker = stack.container("worker").await;
     for (drill, alert) in [
         ("kafka-down", "PixelFlowKafkaPublishErrors{job=\"api\"}"),
@@ -649,6 +652,11 @@ async fn drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(stack: &Sta
     assert_eq!(
         policy, "unless-stopped",
         "the worker's restart policy is back"
+    );
+    let untouched = docker(&["inspect", "-f", "{{.State.Running}}", bystander]).await;
+    assert_eq!(
+        untouched, "true",
+        "a drill touched another project's container"
     );
 }
 
