@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use serde_json::{json, Value};
+use anyhow::Context;
+use serde_json::Value;
 
 /// What api answered one upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,35 +32,9 @@ impl User {
     /// Registers and logs in a fresh user (before the fault: a drill on
     /// auth or PostgreSQL would refuse both).
     pub async fn sign_up(http: &reqwest::Client, auth: &str, api: &str) -> anyhow::Result<Self> {
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let credentials = json!({
-            "email": format!("drill-{nonce:x}@example.com"),
-            "password": format!("drill-{nonce:x}-password"),
-        });
-        let register = http
-            .post(format!("{auth}/register"))
-            .json(&credentials)
-            .send()
-            .await
-            .context("register: no answer from auth")?;
-        if register.status().as_u16() != 201 {
-            bail!("register: auth answered {}", register.status());
-        }
-        let login: Value = http
-            .post(format!("{auth}/login"))
-            .json(&credentials)
-            .send()
-            .await
-            .context("login: no answer from auth")?
-            .json()
-            .await
-            .context("login: not JSON")?;
-        let token = login["token"]
-            .as_str()
-            .with_context(|| format!("login answered no token: {login}"))?;
+        let user = pixelflow_verify::flow::Credentials::fresh("drill");
+        user.register(http, auth).await?;
+        let token = user.login(http, auth).await?;
         Ok(Self {
             http: http.clone(),
             api: api.to_string(),

@@ -217,6 +217,57 @@ async fn expect_status(
     Ok(body)
 }
 
+/// A user of its own for a run: an email and a password no other run has.
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+impl Credentials {
+    /// `{prefix}-<nanoseconds>@example.com`, and a password to match.
+    pub fn fresh(prefix: &str) -> Self {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Self {
+            email: format!("{prefix}-{nonce:x}@example.com"),
+            password: format!("{prefix}-{nonce:x}-password"),
+        }
+    }
+
+    fn body(&self) -> Value {
+        json!({"email": self.email, "password": self.password})
+    }
+
+    /// Registers the user with auth at `auth`: 201, or an error naming
+    /// what it answered.
+    pub async fn register(&self, http: &reqwest::Client, auth: &str) -> anyhow::Result<()> {
+        let answer = http
+            .post(format!("{auth}/register"))
+            .json(&self.body())
+            .send()
+            .await
+            .context("register: no answer")?;
+        expect_status(answer, 201, "register").await.map(drop)
+    }
+
+    /// Logs the user in; its token.
+    pub async fn login(&self, http: &reqwest::Client, auth: &str) -> anyhow::Result<String> {
+        let answer = http
+            .post(format!("{auth}/login"))
+            .json(&self.body())
+            .send()
+            .await
+            .context("login: no answer")?;
+        let login = expect_status(answer, 200, "login").await?;
+        login["token"]
+            .as_str()
+            .map(str::to_string)
+            .context("login answered no token")
+    }
+}
+
 /// Runs the flow; returns what it did.
 pub async fn run(
     http: &reqwest::Client,
@@ -224,36 +275,18 @@ pub async fn run(
     timeout: Duration,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<Done> {
-    let nonce = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-    );
-    let email = format!("verify-{nonce}@example.com");
-    let password = format!("verify-{nonce}-password");
+    let user = Credentials::fresh("verify");
     let auth = &targets.auth;
     progress("registering a user");
     let send = |r: reqwest::RequestBuilder, what: &'static str| async move {
         r.send().await.with_context(|| format!("{what}: no answer"))
     };
-    expect_status(
-        send(
-            http.post(format!("{auth}/register"))
-                .json(&json!({"email": email, "password": password})),
-            "register",
-        )
-        .await?,
-        201,
-        "register",
-    )
-    .await?;
+    user.register(http, auth).await?;
     progress("logging in");
     expect_status(
         send(
             http.post(format!("{auth}/login"))
-                .json(&json!({"email": email, "password": "not-the-password"})),
+                .json(&json!({"email": user.email, "password": "not-the-password"})),
             "failed login",
         )
         .await?,
@@ -261,21 +294,8 @@ pub async fn run(
         "failed login",
     )
     .await?;
-    let login = expect_status(
-        send(
-            http.post(format!("{auth}/login"))
-                .json(&json!({"email": email, "password": password})),
-            "login",
-        )
-        .await?,
-        200,
-        "login",
-    )
-    .await?;
-    let token = login["token"]
-        .as_str()
-        .context("login answered no token")?
-        .to_string();
+    let token = user.login(http, auth).await?;
+    let password = user.password;
     let bearer = format!("Bearer {token}");
     progress("uploading an image");
     let uploaded = send(
