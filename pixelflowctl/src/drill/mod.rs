@@ -119,19 +119,8 @@ struct Counters {
 
 impl Counters {
     async fn read(http: &reqwest::Client, plan: &Plan) -> anyhow::Result<Self> {
-        let scrape = |url: String| async move {
-            let text = http
-                .get(&url)
-                .send()
-                .await
-                .with_context(|| format!("cannot scrape {url}"))?
-                .text()
-                .await
-                .with_context(|| format!("cannot read {url}"))?;
-            anyhow::Ok(Exposition::parse(&text))
-        };
-        let api = scrape(format!("{}/metrics", plan.api)).await?;
-        let worker = scrape(format!("{}/metrics", plan.worker)).await?;
+        let api = exposition(http, "api", &plan.api).await?;
+        let worker = exposition(http, "worker", &plan.worker).await?;
         Ok(Self {
             created: api.value_or_zero("api_tasks_created_total", &[]),
             publish_errors: api.value_or_zero("api_kafka_publish_errors_total", &[]),
@@ -139,6 +128,17 @@ impl Counters {
             failure: worker.value_or_zero("worker_tasks_processed_total", &[("status", "failure")]),
         })
     }
+}
+
+/// `service`'s metrics now, scraped as verify scrapes them.
+async fn exposition(
+    http: &reqwest::Client,
+    service: &str,
+    base: &str,
+) -> Result<Exposition, pixelflow_verify::ScrapeError> {
+    pixelflow_verify::scrape::scrape(http, service, &format!("{base}/metrics"))
+        .await
+        .map(|scrape| scrape.exposition)
 }
 
 /// What the traffic met while the fault lasted.
@@ -323,23 +323,19 @@ async fn alerts(
     ),
     String,
 > {
-    let get = |url: String| async move {
-        let response = http
-            .get(&url)
-            .send()
+    use crate::verify::prometheus::get_json;
+    let prometheus = format!("{}/api/v1/alerts", plan.prometheus);
+    let prometheus = timeline::prometheus_alerts(
+        &get_json(http, &prometheus)
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|e| format!("{url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!("{url}: HTTP {status}: {body}"));
-        }
-        Ok(body)
-    };
-    let prometheus =
-        timeline::prometheus_alerts(&get(format!("{}/api/v1/alerts", plan.prometheus)).await?)?;
-    let alertmanager =
-        timeline::alertmanager_alerts(&get(format!("{}/api/v2/alerts", plan.alertmanager)).await?)?;
+            .map_err(|e| format!("{prometheus}: {e}"))?,
+    )?;
+    let alertmanager = format!("{}/api/v2/alerts", plan.alertmanager);
+    let alertmanager = timeline::alertmanager_alerts(
+        &get_json(http, &alertmanager)
+            .await
+            .map_err(|e| format!("{alertmanager}: {e}"))?,
+    )?;
     Ok((prometheus, alertmanager))
 }
 
@@ -626,18 +622,10 @@ async fn recover(
             .await
             .ok()
             .map(|r| r.status().as_u16());
-        recovered.outbox_pending = async {
-            let text = http
-                .get(format!("{}/metrics", plan.api))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            Exposition::parse(&text).value("api_outbox_pending_messages", &[])
-        }
-        .await;
+        recovered.outbox_pending = exposition(http, "api", &plan.api)
+            .await
+            .ok()
+            .and_then(|api| api.value("api_outbox_pending_messages", &[]));
         let done = recovered
             .statuses
             .iter()
