@@ -1,22 +1,35 @@
-//! The consume loop: one event at a time, offset committed only once the
-//! task's outcome is stored (at-least-once delivery; repeats are no-ops).
+//! The consume loop: up to `concurrency` events in flight, each offset
+//! committed only once its task's outcome is stored and every earlier
+//! offset of its partition is too (at-least-once delivery; repeats are
+//! no-ops).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pixelflow_common::kafka::TaskCreated;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::budget::DecodeBudget;
 use crate::metrics::WorkerMetrics;
+use crate::offsets::{Offsets, Partition};
 use crate::store;
 use crate::thumbnail::{self, Limits};
 
 pub struct TaskConsumer {
     pub consumer: StreamConsumer,
+    /// Events processed at once (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    pub processor: Arc<Processor>,
+}
+
+/// What processing one event needs, shared by the events in flight.
+pub struct Processor {
     pub pool: PgPool,
     pub metrics: WorkerMetrics,
     pub limits: Arc<Limits>,
@@ -26,6 +39,8 @@ pub struct TaskConsumer {
     /// `ORIGINAL_RETENTION_SECONDS=0`: the original goes as the outcome
     /// is stored (api's sweep drops the others later).
     pub drop_originals: bool,
+    /// Decoded pixels held at once, over all events in flight.
+    pub decode_budget: DecodeBudget,
 }
 
 /// A consumer in `group` that commits by hand. With `instance_id`, a static
@@ -52,7 +67,7 @@ pub fn consumer(
 /// The span of one event's processing: a child of api's publication
 /// through the record's `traceparent` header, so the upload's trace goes on
 /// here.
-fn process_span(message: &BorrowedMessage<'_>, event: &TaskCreated) -> tracing::Span {
+fn process_span(message: &OwnedMessage, event: &TaskCreated) -> tracing::Span {
     let span = tracing::info_span!(
         "task process",
         otel.name = format!("{} process", message.topic()),
@@ -92,6 +107,12 @@ impl Drop for Active<'_> {
     }
 }
 
+/// What the consume loop woke up for.
+enum Next {
+    Finished(Result<(Partition, i64, Handled), tokio::task::JoinError>),
+    Received(rdkafka::error::KafkaResult<OwnedMessage>),
+}
+
 enum Handled {
     /// Stored (or nothing to do): commit the offset.
     Done,
@@ -101,37 +122,99 @@ enum Handled {
 }
 
 impl TaskConsumer {
-    /// Consumes until `shutdown` turns true. The event in hand is finished
-    /// and committed first.
+    /// Consumes until `shutdown` turns true. The events in hand are
+    /// finished and committed first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut outage = pixelflow_common::outage::Outage::new(
             "cannot receive from Kafka",
             "receiving from Kafka again",
         );
+        let mut offsets = Offsets::default();
+        let mut running: JoinSet<(Partition, i64, Handled)> = JoinSet::new();
         loop {
-            let received = tokio::select! {
-                m = self.consumer.recv() => m,
+            // Nothing is received beyond the concurrency: the rest waits in
+            // the broker (or librdkafka's queue), not in this process.
+            let next = tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => Next::Finished(joined),
+                received = self.consumer.recv(), if running.len() < self.concurrency => {
+                    Next::Received(received.map(|message| message.detach()))
+                }
                 _ = shutdown.wait_for(|stop| *stop) => break,
             };
-            match received {
-                Ok(message) => {
+            match next {
+                Next::Finished(joined) => self.finished(joined, &mut offsets),
+                Next::Received(Ok(message)) => {
                     outage.worked();
-                    if let Handled::Done = self.handle(&message, &mut shutdown).await {
-                        self.commit(&message);
-                    }
+                    let partition = (message.topic().to_string(), message.partition());
+                    let offset = message.offset();
+                    offsets.started(partition.clone(), offset);
+                    let processor = self.processor.clone();
+                    let mut shutdown = shutdown.clone();
+                    running.spawn(async move {
+                        let handled = processor.handle(&message, &mut shutdown).await;
+                        (partition, offset, handled)
+                    });
                 }
-                Err(e) => {
-                    self.metrics.consumption_errors.inc();
+                Next::Received(Err(e)) => {
+                    self.processor.metrics.consumption_errors.inc();
                     outage.failed(&e);
-                    if self.pause(&mut shutdown).await {
+                    if self.processor.pause(&mut shutdown).await {
                         break;
                     }
                 }
             }
         }
+        while let Some(joined) = running.join_next().await {
+            self.finished(joined, &mut offsets);
+        }
         tracing::info!("consumer stopped");
     }
 
+    fn finished(
+        &self,
+        joined: Result<(Partition, i64, Handled), tokio::task::JoinError>,
+        offsets: &mut Offsets,
+    ) {
+        match joined {
+            Ok((partition, offset, Handled::Done)) => {
+                if let Some(next) = offsets.finished(&partition, offset) {
+                    self.commit(&partition, next);
+                }
+            }
+            // Left in flight: its partition commits nothing past it, so
+            // the next consumer gets it again.
+            Ok((_, _, Handled::Abandoned)) => {}
+            Err(e) => {
+                // A panic outside the image code (which has its own guard):
+                // the offset stays uncommitted, as for a crash.
+                self.processor.metrics.consumption_errors.inc();
+                tracing::error!(error = %e, "processing an event crashed; its offset stays uncommitted");
+            }
+        }
+    }
+
+    /// Commits `next` as the partition's next offset to read.
+    fn commit(&self, (topic, partition): &Partition, next: i64) {
+        // Async: a synchronous commit blocks the runtime thread for as long
+        // as the broker is away, and health, metrics and SIGTERM with it. A
+        // commit lost to an outage means redeliveries, which change nothing
+        // (the tasks are no longer PENDING or PROCESSING).
+        let mut list = TopicPartitionList::new();
+        let committed = list
+            .add_partition_offset(topic, *partition, Offset::Offset(next))
+            .and_then(|()| self.consumer.commit(&list, CommitMode::Async));
+        if let Err(e) = committed {
+            self.processor.metrics.consumption_errors.inc();
+            tracing::error!(error = %e, partition, offset = next, "cannot commit offset");
+        }
+    }
+
+    pub fn subscribe(&self, topic: &str) -> rdkafka::error::KafkaResult<()> {
+        self.consumer.subscribe(&[topic])
+    }
+}
+
+impl Processor {
     /// Waits out the retry interval; true when shutdown came meanwhile.
     async fn pause(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
         tokio::select! {
@@ -140,20 +223,9 @@ impl TaskConsumer {
         }
     }
 
-    fn commit(&self, message: &BorrowedMessage<'_>) {
-        // Async: a synchronous commit blocks the runtime thread for as long
-        // as the broker is away, and health, metrics and SIGTERM with it. A
-        // commit lost to an outage means one redelivery, which changes
-        // nothing (the task is no longer PENDING or PROCESSING).
-        if let Err(e) = self.consumer.commit_message(message, CommitMode::Async) {
-            self.metrics.consumption_errors.inc();
-            tracing::error!(error = %e, partition = message.partition(), offset = message.offset(), "cannot commit offset");
-        }
-    }
-
     async fn handle(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Handled {
         self.metrics.consumed.inc();
@@ -243,6 +315,11 @@ impl TaskConsumer {
         let _active = Active::start(&self.metrics.active);
         let timer = self.metrics.processing_duration.start_timer();
         let limits = self.limits.clone();
+        // Room for the decoded pixels first: waits while larger images in
+        // flight hold the budget. An unreadable header costs nothing here;
+        // `make` says why.
+        let cost = thumbnail::decode_cost(&image, &limits).unwrap_or(0);
+        let _room = self.decode_budget.reserve(cost).await;
         // The blocking thread has no span of its own: carry the task's.
         let span = tracing::Span::current();
         let outcome =
@@ -308,9 +385,5 @@ impl TaskConsumer {
                 Handled::Done
             }
         }
-    }
-
-    pub fn subscribe(&self, topic: &str) -> rdkafka::error::KafkaResult<()> {
-        self.consumer.subscribe(&[topic])
     }
 }

@@ -2,8 +2,10 @@
 //! PNG thumbnail of each task's image and records the outcome. Metrics and
 //! health are served over HTTP.
 
+mod budget;
 mod consumer;
 mod metrics;
+mod offsets;
 mod settings;
 mod store;
 mod thumbnail;
@@ -24,7 +26,7 @@ use tokio::sync::watch;
 
 pub use metrics::WorkerMetrics;
 pub use settings::Settings;
-pub use thumbnail::{make as make_thumbnail, Limits, Thumbnail};
+pub use thumbnail::{decode_cost, fit, make as make_thumbnail, Limits, Thumbnail};
 
 /// The worker shares the tasks table with api, as the original design
 /// shared its task store, so it runs the same migrations (whichever of the
@@ -63,18 +65,23 @@ impl Worker {
                 settings.kafka_group_instance_id.as_deref(),
             )
             .context("cannot create the Kafka consumer (KAFKA_BROKERS)")?,
-            pool: pool.clone(),
-            metrics: metrics.clone(),
-            limits: Arc::new(Limits {
-                size: settings.thumbnail_size,
-                max_dimension: settings.max_image_dimension,
-                max_pixels: settings.max_image_pixels,
-                max_alloc: settings.max_decode_bytes,
+            concurrency: settings.concurrency,
+            processor: Arc::new(consumer::Processor {
+                pool: pool.clone(),
+                metrics: metrics.clone(),
+                limits: Arc::new(Limits {
+                    size: settings.thumbnail_size,
+                    max_dimension: settings.max_image_dimension,
+                    max_pixels: settings.max_image_pixels,
+                    max_alloc: settings.max_decode_bytes,
+                }),
+                retry_interval: settings.retry_interval,
+                max_attempts: i32::try_from(settings.max_task_attempts).unwrap_or(i32::MAX),
+                drop_originals: settings.original_retention.is_zero(),
+                decode_budget: budget::DecodeBudget::new(settings.max_decode_bytes),
             }),
-            retry_interval: settings.retry_interval,
-            max_attempts: i32::try_from(settings.max_task_attempts).unwrap_or(i32::MAX),
-            drop_originals: settings.original_retention.is_zero(),
         };
+        tracing::info!(concurrency = settings.concurrency, "consuming");
         consumer
             .subscribe(&settings.kafka.topic)
             .with_context(|| format!("cannot subscribe to {}", settings.kafka.topic))?;

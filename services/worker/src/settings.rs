@@ -21,6 +21,10 @@ pub struct Settings {
     /// `KAFKA_GROUP_INSTANCE_ID` (default unset): a static group member id,
     /// stable across restarts of this worker (compose sets `worker-1`).
     pub kafka_group_instance_id: Option<String>,
+    /// `WORKER_CONCURRENCY` (default: the CPUs this process may use, as the
+    /// container's CPU quota and affinity allow): events processed at once,
+    /// decoding and resizing on blocking threads.
+    pub concurrency: usize,
     /// `MAX_TASK_ATTEMPTS` (default 3): claims of one task whose worker
     /// stopped mid-way before the task is marked FAILED.
     pub max_task_attempts: u32,
@@ -59,6 +63,7 @@ impl Settings {
             kafka: KafkaSettings::from_env(env)?,
             kafka_group_id: env.or("KAFKA_GROUP_ID", "pixelflow-workers".to_string())?,
             kafka_group_instance_id: env.raw("KAFKA_GROUP_INSTANCE_ID"),
+            concurrency: env.checked("WORKER_CONCURRENCY", default_concurrency(), positive)?,
             max_task_attempts: env.checked("MAX_TASK_ATTEMPTS", 3u32, positive)?,
             thumbnail_size: env.checked("THUMBNAIL_SIZE", 256, positive)?,
             max_image_dimension: env.checked("MAX_IMAGE_DIMENSION", 10_000, positive)?,
@@ -77,6 +82,12 @@ impl Settings {
     }
 }
 
+/// The CPUs this process may use: std reads the cgroup quota (`--cpus`,
+/// a pod's CPU limit) and the affinity mask, not only the machine's count.
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +98,15 @@ mod tests {
         assert_eq!(s.metrics_port, 8081);
         assert_eq!(s.kafka_group_id, "pixelflow-workers");
         assert_eq!(s.thumbnail_size, 256);
+        assert_eq!(s.concurrency, default_concurrency());
+        assert!(s.concurrency >= 1);
+    }
+
+    #[test]
+    fn a_concurrency_of_zero_is_refused_by_name() {
+        let env = Env::pairs(&[("WORKER_CONCURRENCY", "0")]);
+        let err = Settings::from_env(&env).unwrap_err();
+        assert!(err.to_string().contains("WORKER_CONCURRENCY"), "{err}");
     }
 
     #[test]

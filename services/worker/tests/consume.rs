@@ -23,6 +23,13 @@ impl Running {
         pixelflow_testkit::scrape(&format!("{}/metrics", self.base)).await
     }
 
+    /// Stops the worker at once, as a crash would: the events in flight are
+    /// dropped where they stand and no offset is committed on the way out.
+    async fn crash(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
     /// Graceful shutdown, as on SIGTERM; returns once the worker has left.
     async fn stop(self) {
         let _ = self.stop.send(());
@@ -63,8 +70,12 @@ impl Fixture {
     }
 
     async fn start_worker(&self) -> Running {
+        self.start_worker_with(&[]).await
+    }
+
+    async fn start_worker_with(&self, extra: &[(&str, &str)]) -> Running {
         let brokers = pixelflow_testkit::kafka_brokers();
-        let env = Env::pairs(&[
+        let mut pairs = vec![
             ("HOST", "127.0.0.1"),
             ("METRICS_PORT", "0"),
             ("DATABASE_URL", &self.database_url),
@@ -72,7 +83,9 @@ impl Fixture {
             ("KAFKA_TOPIC", &self.topic),
             ("KAFKA_GROUP_ID", &self.group),
             ("RETRY_INTERVAL_MS", "100"),
-        ]);
+        ];
+        pairs.extend_from_slice(extra);
+        let env = Env::pairs(&pairs);
         let worker = pixelflow_worker::Worker::build(
             pixelflow_worker::Settings::from_env(&env).expect("settings"),
         )
@@ -376,5 +389,114 @@ async fn a_store_that_fails_three_times_is_retried_alone_and_the_task_completes_
         1.0,
     )
     .await;
+    worker.stop().await;
+}
+
+async fn attempts(fx: &Fixture, task: Uuid) -> i32 {
+    sqlx::query_scalar("SELECT attempts FROM tasks WHERE id = $1")
+        .bind(task)
+        .fetch_one(&fx.pool)
+        .await
+        .expect("attempts")
+}
+
+#[tokio::test]
+async fn a_worker_crashing_with_several_tasks_in_flight_redelivers_the_unfinished_ones_and_counts_each_once(
+) {
+    let fx = Fixture::new().await;
+    // Stores of the tasks listed in `held` fail while they are listed: their
+    // processing stays in flight (retrying) for as long as the test wants.
+    sqlx::raw_sql(
+        "CREATE TABLE held (id uuid PRIMARY KEY);
+         CREATE FUNCTION hold_stores() RETURNS trigger AS $$
+         BEGIN
+           IF EXISTS (SELECT 1 FROM held WHERE id = NEW.id) THEN
+             RAISE EXCEPTION 'held by the test';
+           END IF;
+           RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER hold_stores BEFORE UPDATE ON tasks
+           FOR EACH ROW WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION hold_stores();",
+    )
+    .execute(&fx.pool)
+    .await
+    .expect("the trigger");
+    let hold = |task: Uuid| {
+        sqlx::query("INSERT INTO held VALUES ($1)")
+            .bind(task)
+            .execute(&fx.pool)
+    };
+    // One partition: the offsets' order is the order of submission.
+    let settings = [("WORKER_CONCURRENCY", "3"), ("KAFKA_TOPIC_PARTITIONS", "1")];
+    let worker = fx.start_worker_with(&settings).await;
+    let image = pixelflow_testkit::png(300, 200);
+    let before = [fx.submit(&image).await, fx.submit(&image).await];
+    for task in before {
+        assert_eq!(fx.settled(task).await.0, "COMPLETED");
+    }
+    // Three held and one free among them: the free one finishes while the
+    // first held one is still in flight, so no offset past that may be
+    // committed.
+    let mut held = Vec::new();
+    let mut free = None;
+    for n in 0..4 {
+        let task = fx.store_task(&image).await;
+        if n == 1 {
+            free = Some(task);
+        } else {
+            hold(task).await.expect("hold");
+            held.push(task);
+        }
+        fx.publish(task).await;
+    }
+    let free = free.expect("the free task");
+    assert_eq!(fx.settled(free).await.0, "COMPLETED");
+    eventually(
+        "three tasks in flight at once",
+        Duration::from_secs(30),
+        || async {
+            let m = worker.metrics().await;
+            (m.value_or_zero("worker_active_processing_tasks", &[]) == 3.0).then_some(())
+        },
+    )
+    .await;
+    for &task in &held {
+        assert_eq!(fx.status(task).await.0, "PROCESSING");
+    }
+    worker.crash().await;
+
+    sqlx::query("DELETE FROM held")
+        .execute(&fx.pool)
+        .await
+        .expect("release");
+    let worker = fx.start_worker_with(&settings).await;
+    for &task in &held {
+        assert_eq!(fx.settled(task).await.0, "COMPLETED");
+        assert_eq!(attempts(&fx, task).await, 2, "claimed once by each worker");
+    }
+    // Redelivered from the first unfinished offset: the three held tasks
+    // and the free one after the first of them, none before.
+    counter_reaches(&worker, "worker_kafka_messages_consumed_total", &[], 4.0).await;
+    counter_reaches(
+        &worker,
+        "worker_tasks_processed_total",
+        &[("status", "success")],
+        3.0,
+    )
+    .await;
+    let m = worker.metrics().await;
+    assert_eq!(
+        m.value_or_zero("worker_kafka_messages_consumed_total", &[]),
+        4.0
+    );
+    assert_eq!(
+        m.value_or_zero("worker_tasks_processed_total", &[("status", "success")]),
+        3.0,
+        "the free task, done before the crash, is not counted again"
+    );
+    assert_eq!(attempts(&fx, free).await, 1);
+    for task in before {
+        assert_eq!(attempts(&fx, task).await, 1);
+    }
     worker.stop().await;
 }

@@ -23,7 +23,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 pub use broker::Broker;
 pub use client::{ApiClient, Task, TaskStatus, Uploaded};
-pub use images::{jpeg, png, png_claiming, png_plain};
+pub use images::{jpeg, photo, photo_jpeg, photo_png, png, png_claiming, png_plain};
 pub use metrics::{assert_meets_spec, assert_promtool_clean, scrape};
 pub use otlp::{OtlpReceiver, RecordedSpan};
 pub use outage::{broker_outage_loses_nothing, BrokerSwitch, DURING_OUTAGE};
