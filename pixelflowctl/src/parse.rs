@@ -50,6 +50,21 @@ pub fn target(text: &str) -> Result<(String, String), String> {
 
 /// A base URL such as `http://127.0.0.1:9090`, refused at the command line
 /// rather than as a failed request halfway through a run.
+/// `SERVICE=N` for `--scale`: N containers of SERVICE (0 stops them all).
+pub fn scale(text: &str) -> Result<(String, u32), String> {
+    let (service, count) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected SERVICE=N, such as worker=3, got {text:?}"))?;
+    let count = count
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| format!("{text:?}: N must be a whole number, such as worker=3"))?;
+    if service.trim().is_empty() {
+        return Err(format!("{text:?}: name the service, such as worker=3"));
+    }
+    Ok((service.trim().to_string(), count))
+}
+
 pub fn base_url(text: &str) -> Result<String, String> {
     match reqwest::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {

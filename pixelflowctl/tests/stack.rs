@@ -215,9 +215,147 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     verify_on_the_stack_fails_what_does_not_answer_unless_skipped(&stack).await;
     faults_on_the_docker_stack(&stack, &user).await;
     drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(&stack, &bystander).await;
+    three_worker_replicas_share_the_work_and_verify_sums_them(&stack, &user).await;
     a_stopped_service_is_named_with_how_to_start_it_alone(&stack).await;
     down_with_a_task_in_hand_and_up_again_complete_it(&stack, &user).await;
     down_v_removes_the_projects_objects_and_nothing_else(&stack, &bystander).await;
+}
+
+/// The worker's rows of `ps --output json`, by replica number.
+async fn worker_rows(stack: &Stack) -> Vec<Value> {
+    let ps = stack.run(&["--output", "json", "ps", "worker"]).await;
+    let rows: Value = serde_json::from_slice(&ps.stdout).expect("ps --output json is JSON");
+    let mut rows: Vec<Value> = rows.as_array().cloned().unwrap_or_default();
+    rows.sort_by_key(|r| r["replica"].as_u64());
+    rows
+}
+
+/// Each worker replica's count of `name`, scraped where `ps` says it answers.
+async fn per_replica(rows: &[Value], name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    let mut counts = Vec::new();
+    for row in rows {
+        let url = row["urls"][0].as_str().expect("a replica's URL");
+        counts.push(
+            pixelflow_testkit::scrape(&format!("{url}/metrics"))
+                .await
+                .value_or_zero(name, labels),
+        );
+    }
+    counts
+}
+
+/// `up --scale worker=3`: numbered replicas, each its own static group
+/// member and metrics port, all found by Prometheus; the partitions shared;
+/// verify's flow summed over them; a killed replica started again loses
+/// nothing and counts nothing twice; a plain `up` scales back to one.
+async fn three_worker_replicas_share_the_work_and_verify_sums_them(
+    stack: &Stack,
+    user: &ApiClient,
+) {
+    let mut scaled = UP.to_vec();
+    scaled.extend(["--scale", "worker=3"]);
+    stack.run(&scaled).await;
+    let rows = worker_rows(stack).await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (row, number) in rows.iter().zip(1..) {
+        assert_eq!(row["replica"], number, "{row}");
+        assert_eq!(row["health"], "healthy", "{row}");
+        let container = row["container"].as_str().expect("container");
+        let hostname = docker(&["inspect", "-f", "{{.Config.Hostname}}", container]).await;
+        assert_eq!(hostname.trim(), format!("worker-{number}"));
+    }
+    // Work for every partition (3): each replica gets some.
+    let before = per_replica(&rows, "worker_kafka_messages_consumed_total", &[]).await;
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(user.upload(png(64, 48)).await);
+    }
+    for id in &ids {
+        let task = user.settled(id, Duration::from_secs(120)).await;
+        assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
+    }
+    let after = per_replica(&rows, "worker_kafka_messages_consumed_total", &[]).await;
+    for (replica, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(
+            a > b,
+            "worker-{} consumed nothing: {before:?} → {after:?}",
+            replica + 1
+        );
+    }
+    // Prometheus finds every replica on the compose network.
+    let prometheus = stack.url("PROMETHEUS_PORT");
+    eventually(
+        "Prometheus to scrape 3 workers",
+        Duration::from_secs(60),
+        || async {
+            let answer: Value = reqwest::get(format!(
+                "{prometheus}/api/v1/query?query=count(up{{job=\"worker\"}}==1)"
+            ))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+            (answer["data"]["result"][0]["value"][1] == "3").then_some(())
+        },
+    )
+    .await;
+    // verify's flow on the scaled stack: its deltas summed over replicas.
+    let verified = stack
+        .run(&[
+            "--output", "json", "verify", "--skip", "grafana", "--skip", "jaeger",
+        ])
+        .await;
+    let report: Value = serde_json::from_slice(&verified.stdout).expect("verify JSON");
+    let rows_of = |check: &str| -> Vec<Value> {
+        report
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["check"].as_str().is_some_and(|c| c.contains(check)))
+            .cloned()
+            .collect()
+    };
+    let replicas = rows_of("every replica scraped");
+    assert_eq!(replicas.len(), 1, "{report}");
+    assert!(
+        replicas[0]["actual"]
+            .as_str()
+            .is_some_and(|a| a.contains('3')),
+        "{report}"
+    );
+    // A replica killed with SIGKILL and started again (as its restart
+    // policy would): its partition waits for it, under the same static id,
+    // and nothing is lost or counted twice.
+    let success = [("status", "success")];
+    let survivors = per_replica(&rows[..2], "worker_tasks_processed_total", &success).await;
+    let third = rows[2]["container"].as_str().expect("worker-3").to_string();
+    docker(&["kill", &third]).await;
+    let mut ids = Vec::new();
+    for _ in 0..9 {
+        ids.push(user.upload(png(64, 48)).await);
+    }
+    docker(&["start", &third]).await;
+    for id in &ids {
+        let task = user.settled(id, Duration::from_secs(120)).await;
+        assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
+    }
+    let rows = worker_rows(stack).await;
+    eventually(
+        "every task counted once",
+        Duration::from_secs(30),
+        || async {
+            let now = per_replica(&rows, "worker_tasks_processed_total", &success).await;
+            let counted = now[0] - survivors[0] + now[1] - survivors[1] + now[2];
+            (counted == 9.0).then_some(())
+        },
+    )
+    .await;
+    // The compose file says one: a plain `up` removes the others.
+    let up = stack.run(&UP).await;
+    let said = String::from_utf8_lossy(&up.stderr).to_string();
+    assert!(said.contains("worker-3: removed"), "{said}");
+    assert_eq!(worker_rows(stack).await.len(), 1);
 }
 
 /// The README's command with default settings.

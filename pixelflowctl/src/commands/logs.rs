@@ -92,22 +92,35 @@ pub async fn run(cx: &Context<'_>, options: &Args) -> anyhow::Result<ExitStatus>
             missing.join(" ")
         );
     }
-    let (tx, mut rx) = mpsc::channel::<Event>(1024);
-    for (index, service) in services.iter().enumerate() {
-        let (engine, tx) = (engine.clone(), tx.clone());
+    // One stream per container: a scaled service's replicas each have
+    // theirs, prefixed `worker-2`.
+    let mut streams: Vec<(String, String)> = Vec::new();
+    for service in &services {
         // A container removed since the listing: the engine's "no such
         // container" comes back as this service's failure below.
-        let container = containers
-            .remove(service)
-            .and_then(|list| list.into_iter().next())
-            .map_or_else(|| stack::container_name(&project.name, service), |f| f.name);
+        let found = containers.remove(service).unwrap_or_default();
+        if found.is_empty() {
+            streams.push((
+                service.clone(),
+                stack::container_name(&project.name, service, 1),
+            ));
+        }
+        let replicas = found.len();
+        for f in found {
+            streams.push((stack::replica_label(service, f.number, replicas), f.name));
+        }
+    }
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    for (index, (_, container)) in streams.iter().enumerate() {
+        let (engine, tx, container) = (engine.clone(), tx.clone(), container.clone());
         let (follow, tail, since) = (options.follow, options.tail, options.since.unwrap_or(0));
         tokio::spawn(
             async move { stream(engine, container, index, follow, tail, since, tx).await },
         );
     }
     drop(tx);
-    let prefixed = Prefixed::new(&services);
+    let labels: Vec<String> = streams.into_iter().map(|(label, _)| label).collect();
+    let prefixed = Prefixed::new(&labels);
     let show = |index: usize, line: &str| {
         if options.raw {
             printer.out(line);

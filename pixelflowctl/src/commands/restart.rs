@@ -9,7 +9,9 @@ use crate::{health, stack, ExitStatus};
 /// Restart services gracefully and wait until each is healthy again.
 ///
 /// Each gets SIGTERM and its stop_grace_period (default 10 s) to finish its
-/// work (a worker its task, api its outbox) before it would be killed.
+/// work (a worker its task, api its outbox) before it would be killed. A
+/// scaled service's replicas restart one after another, each healthy
+/// before the next stops, so the service keeps serving.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Services to restart.
@@ -24,29 +26,36 @@ pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
     let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
     let services = project.select(&args.services)?;
     for name in &services {
-        let container = stack::container_of(engine, project, name).await?.name;
-        let started = Instant::now();
-        let bar = printer.spinner(format!("{name}: restarting"));
-        let result = async {
-            engine
-                .restart(&container, stack::grace_period(&project.services[name]))
-                .await?;
-            health::wait(
-                engine,
-                name,
-                &project.services[name],
-                &container,
-                args.timeout,
-            )
-            .await
+        let found = stack::containers_of(engine, project, name).await?;
+        let replicas = found.len();
+        for container in found {
+            let label = stack::replica_label(name, container.number, replicas);
+            let started = Instant::now();
+            let bar = printer.spinner(format!("{label}: restarting"));
+            let result = async {
+                engine
+                    .restart(
+                        &container.name,
+                        stack::grace_period(&project.services[name]),
+                    )
+                    .await?;
+                health::wait(
+                    engine,
+                    name,
+                    &project.services[name],
+                    &container.name,
+                    args.timeout,
+                )
+                .await
+            }
+            .await;
+            bar.finish_and_clear();
+            result?;
+            printer.out(format!(
+                "{label} restarted and healthy in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
         }
-        .await;
-        bar.finish_and_clear();
-        result?;
-        printer.out(format!(
-            "{name} restarted and healthy in {:.1}s",
-            started.elapsed().as_secs_f64()
-        ));
     }
     Ok(ExitStatus::Success)
 }

@@ -48,12 +48,68 @@ pub struct Args {
     /// name): without it, up refuses and names that folder.
     #[arg(long)]
     pub force: bool,
+    /// Run N containers of SERVICE (repeatable), e.g. `--scale worker=3`;
+    /// overrides the compose file's `deploy.replicas`. Replicas are
+    /// numbered as compose numbers them; each worker replica is its own
+    /// static consumer-group member (from its host name, `worker-2`), the
+    /// first publishes the file's ports and the others ports the engine
+    /// picks (see `ps`). Replicas beyond the topic's partitions stay idle.
+    #[arg(long, value_name = "SERVICE=N", value_parser = crate::parse::scale)]
+    pub scale: Vec<(String, u32)>,
+}
+
+/// `project` with the replicas `scale` asks for; an error names a service
+/// the compose file does not have.
+pub fn scaled(
+    project: &crate::compose::Project,
+    scale: &[(String, u32)],
+) -> anyhow::Result<crate::compose::Project> {
+    let mut project = project.clone();
+    for (name, replicas) in scale {
+        let Some(service) = project.services.get_mut(name) else {
+            anyhow::bail!(
+                "--scale {name}={replicas}: no service {name} in {}",
+                project.file.display()
+            );
+        };
+        service.deploy.get_or_insert_with(Default::default).replicas = Some(*replicas);
+    }
+    Ok(project)
+}
+
+/// What `up` says of replicas that the topic's partitions leave idle: a
+/// consumer group hands each partition to one member.
+pub fn idle_replicas(project: &crate::compose::Project, wanted: &[String]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter_map(|name| {
+            let service = &project.services[name];
+            let consumes = service.environment.contains_key("KAFKA_GROUP_ID")
+                || service.environment.contains_key("KAFKA_GROUP_INSTANCE_ID");
+            let partitions: u32 = service
+                .environment
+                .get("KAFKA_TOPIC_PARTITIONS")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(3);
+            let replicas = service.replicas();
+            (consumes && replicas > partitions).then(|| {
+                format!(
+                    "{name}: {replicas} replicas, but the topic has {partitions} partitions (KAFKA_TOPIC_PARTITIONS): {} will stay idle. Raise KAFKA_TOPIC_PARTITIONS before the topic is first created (an existing topic keeps its count)",
+                    replicas - partitions
+                )
+            })
+        })
+        .collect()
 }
 
 pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
-    let (engine, project, printer) = (cx.engine, cx.project, cx.printer);
+    let (engine, printer) = (cx.engine, cx.printer);
+    let project = &scaled(cx.project, &args.scale)?;
     let started = Instant::now();
     let wanted = converge::wanted(project, &args.services, &args.without, printer);
+    for warning in idle_replicas(project, &wanted) {
+        printer.status(format!("warning: {warning}"));
+    }
     let options = args.source.options(project, args.build, printer);
     converge::converge(
         engine,

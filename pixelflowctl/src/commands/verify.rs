@@ -42,7 +42,8 @@ pub struct Args {
     pub spec: Option<PathBuf>,
     /// Where a service's metrics are: SERVICE=URL (repeatable), e.g.
     /// auth=http://127.0.0.1:50051/metrics. Only the named services are
-    /// checked.
+    /// checked. Name a service again for each of its replicas (a scaled
+    /// worker): every one is scraped and their series summed.
     #[arg(long, value_parser = crate::parse::target)]
     pub target: Vec<(String, String)>,
     /// Skip the flow: only check the scrapes as they are.
@@ -160,7 +161,7 @@ async fn plan(
         let targets = plan::stack_targets(project, &published, &spec)?;
         (targets, asked.on_stack(project, &published), hints)
     } else {
-        let targets = args.target.into_iter().collect();
+        let targets = plan::named_targets(args.target);
         (targets, asked.named(project.as_ref()), Hints::default())
     };
     let Components {

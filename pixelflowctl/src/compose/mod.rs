@@ -312,8 +312,18 @@ impl Project {
             let Some(service) = self.services.get(name) else {
                 continue;
             };
-            if !service.unsupported.is_empty() {
-                let keys: Vec<&str> = service.unsupported.keys().map(String::as_str).collect();
+            let deploy = service
+                .deploy
+                .iter()
+                .flat_map(|d| d.unsupported.keys())
+                .map(|k| format!("deploy.{k}"));
+            if !service.unsupported.is_empty()
+                || service
+                    .deploy
+                    .as_ref()
+                    .is_some_and(|d| !d.unsupported.is_empty())
+            {
+                let keys: Vec<String> = service.unsupported.keys().cloned().chain(deploy).collect();
                 out.push(format!(
                     "{name}: ignoring compose keys pixelflowctl does not support: {}",
                     keys.join(", ")
@@ -600,11 +610,16 @@ mod tests {
 
     #[test]
     fn unsupported_keys_and_conditions_are_reported_not_dropped() {
-        let text = "version: '3.9'\nservices:\n  db:\n    image: i\n  app:\n    image: i\n    deploy: { replicas: 2 }\n    depends_on: { db: { condition: service_completed_successfully } }\n";
+        let text = "version: '3.9'\nservices:\n  db:\n    image: i\n  app:\n    image: i\n    deploy: { replicas: 2, resources: { limits: { cpus: '1' } } }\n    depends_on: { db: { condition: service_completed_successfully } }\n";
         let project = parse(text, &[]).expect("parses");
         let ignored = project.ignored(&["app".into(), "db".into()]);
         assert_eq!(ignored.len(), 2, "{ignored:?}");
-        assert!(ignored[0].contains("app: ignoring") && ignored[0].contains("deploy"));
+        assert!(
+            ignored[0].contains("app: ignoring") && ignored[0].contains("deploy.resources"),
+            "{ignored:?}"
+        );
+        assert_eq!(project.services["app"].replicas(), 2);
+        assert_eq!(project.services["db"].replicas(), 1);
         assert!(ignored[1].contains("service_completed_successfully is not supported"));
         assert!(project.ignored(&["db".into()]).is_empty());
         let with_secrets = parse(

@@ -64,7 +64,29 @@ pub struct Service {
     /// options: `json-file` with `max-size` and `max-file` rotates it).
     #[serde(default)]
     pub logging: Option<Logging>,
+    /// `deploy:`, of which `replicas` is honoured. Not part of the config
+    /// hash: scaling adds or removes containers, it does not recreate the
+    /// ones that stay.
+    #[serde(default, skip_serializing)]
+    pub deploy: Option<Deploy>,
     #[serde(flatten, skip_serializing)]
+    pub unsupported: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl Service {
+    /// How many containers the service runs: `deploy.replicas`, else 1.
+    pub fn replicas(&self) -> u32 {
+        self.deploy.as_ref().and_then(|d| d.replicas).unwrap_or(1)
+    }
+}
+
+/// `deploy:`, as compose writes it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+pub struct Deploy {
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// `resources`, `placement`…: Swarm's and Kubernetes' business.
+    #[serde(flatten)]
     pub unsupported: BTreeMap<String, serde_yaml::Value>,
 }
 

@@ -103,7 +103,9 @@ pub const DRILLS: &[Drill] = &[
         service: "worker",
         fault: Fault::Kill,
         refuses_uploads: false,
-        signal: "up{job=\"worker\"} == 0",
+        // Found by DNS: once the killed container drops out of discovery
+        // the worker has no `up` series at all.
+        signal: "up{job=\"worker\"} == 0 or absent(up{job=\"worker\"})",
         expects: &[TARGET_DOWN_WORKER],
         // Its task in hand, unfinished while it is down.
         allows: &[alert("PixelFlowWorkerStuck", None, 600)],

@@ -164,7 +164,7 @@ pub async fn converge(
             })
             .collect();
         let hash = config_hash(&project.services[name], &ids[name]);
-        let current = existing.get(name).and_then(|list| list.first()).cloned();
+        let current = existing.get(name).cloned().unwrap_or_default();
         let (tell_started, on_started) = futures::channel::oneshot::channel::<Result<(), Failed>>();
         let healthy = async move {
             let mut tell_started = Some(tell_started);
@@ -174,24 +174,52 @@ pub async fn converge(
                     // The dependency's own error is reported once, by itself.
                     wait.await?;
                 }
-                let (action, container) = bring_up(engine, project, name, hash, current)
+                let replicas = project.services[name].replicas();
+                scale_down(engine, project, name, &current, replicas, printer)
                     .await
+                    .map_err(own)?;
+                let ups = (1..=replicas).map(|number| {
+                    let found = current.iter().find(|f| f.number == number).cloned();
+                    bring_up(engine, project, name, number, hash.clone(), found)
+                });
+                let brought: Vec<_> = join_all(ups)
+                    .await
+                    .into_iter()
+                    .collect::<anyhow::Result<_>>()
                     .map_err(own)?;
                 if let Some(tell) = tell_started.take() {
                     let _ = tell.send(Ok(()));
                 }
-                let bar = printer.spinner(format!("{name}: waiting until healthy"));
-                let waited =
-                    health::wait(engine, name, &project.services[name], &container, timeout).await;
-                bar.finish_and_clear();
-                waited.map_err(own)?;
-                let verb = match action {
-                    Action::Unchanged => "unchanged",
-                    Action::Started => "started",
-                    Action::Created => "created",
-                    Action::Recreated => "recreated",
-                };
-                printer.status(format!("{name}: {verb}, healthy"));
+                let waits = brought
+                    .iter()
+                    .zip(1..)
+                    .map(|((action, container), number)| {
+                        let label = stack::replica_label(name, number, brought.len());
+                        async move {
+                            let bar = printer.spinner(format!("{label}: waiting until healthy"));
+                            let waited = health::wait(
+                                engine,
+                                name,
+                                &project.services[name],
+                                container,
+                                timeout,
+                            )
+                            .await;
+                            bar.finish_and_clear();
+                            waited?;
+                            let verb = match action {
+                                Action::Unchanged => "unchanged",
+                                Action::Started => "started",
+                                Action::Created => "created",
+                                Action::Recreated => "recreated",
+                            };
+                            printer.status(format!("{label}: {verb}, healthy"));
+                            anyhow::Ok(())
+                        }
+                    });
+                for waited in join_all(waits).await {
+                    waited.map_err(own)?;
+                }
                 Ok(())
             }
             .await;
@@ -219,12 +247,36 @@ pub async fn converge(
     Ok(())
 }
 
-/// Makes the service's container run with config `hash`; returns what it
-/// did and the container's name.
+/// Stops and removes the service's containers numbered above `replicas`,
+/// highest first, gracefully (a worker finishes its tasks).
+async fn scale_down(
+    engine: &Engine,
+    project: &Project,
+    name: &str,
+    current: &[Found],
+    replicas: u32,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    for found in current.iter().rev().filter(|f| f.number > replicas) {
+        engine
+            .stop(&found.name, stack::grace_period(&project.services[name]))
+            .await?;
+        engine.remove(&found.name).await?;
+        printer.status(format!(
+            "{}: removed (scaled to {replicas})",
+            stack::hostname(name, found.number)
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the service's container number `number` run with config `hash`;
+/// returns what it did and the container's name.
 async fn bring_up(
     engine: &Engine,
     project: &Project,
     name: &str,
+    number: u32,
     hash: String,
     existing: Option<Found>,
 ) -> anyhow::Result<(Action, String)> {
@@ -243,12 +295,12 @@ async fn bring_up(
                 .stop(&found.name, stack::grace_period(&project.services[name]))
                 .await?;
             engine.remove(&found.name).await?;
-            create_and_start(engine, project, name, &found.name, &hash).await?;
+            create_and_start(engine, project, name, number, &found.name, &hash).await?;
             Ok((Action::Recreated, found.name))
         }
         None => {
-            let container = stack::container_name(&project.name, name);
-            create_and_start(engine, project, name, &container, &hash).await?;
+            let container = stack::container_name(&project.name, name, number);
+            create_and_start(engine, project, name, number, &container, &hash).await?;
             Ok((Action::Created, container))
         }
     }
@@ -258,11 +310,15 @@ async fn create_and_start(
     engine: &Engine,
     project: &Project,
     name: &str,
+    number: u32,
     container: &str,
     hash: &str,
 ) -> anyhow::Result<()> {
     engine
-        .create(container, stack::container_config(project, name, hash))
+        .create(
+            container,
+            stack::container_config(project, name, hash, number),
+        )
         .await?;
     start(engine, project, name, container).await
 }

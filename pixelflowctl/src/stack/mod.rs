@@ -36,10 +36,28 @@ pub const VERSION: &str = "com.docker.compose.version";
 pub const NETWORK: &str = "com.docker.compose.network";
 pub const VOLUME: &str = "com.docker.compose.volume";
 
-/// The name `up` gives a service's container when it has none (compose
-/// v2's); other tools' containers keep theirs (`pixelflow_api_1`).
-pub fn container_name(project: &str, service: &str) -> String {
-    format!("{project}-{service}-1")
+/// The name `up` gives a service's container number `number` when it has
+/// none (compose v2's); other tools' containers keep theirs
+/// (`pixelflow_api_1`).
+pub fn container_name(project: &str, service: &str, number: u32) -> String {
+    format!("{project}-{service}-{number}")
+}
+
+/// The host name of a service's container number `number`: `worker-2`.
+/// Stable across restarts and recreation, so a setting derived from it
+/// (the worker's `KAFKA_GROUP_INSTANCE_ID: "{hostname}"`) is too.
+pub fn hostname(service: &str, number: u32) -> String {
+    format!("{service}-{number}")
+}
+
+/// How a replica is named in what pixelflowctl prints and prefixes: the
+/// service alone when it runs one container, `worker-2` when several.
+pub fn replica_label(service: &str, number: u32, replicas: usize) -> String {
+    if replicas > 1 || number > 1 {
+        hostname(service, number)
+    } else {
+        service.to_string()
+    }
 }
 
 /// A container of one of the project's services, found by its labels.
@@ -166,6 +184,25 @@ pub async fn container_of(
         })
 }
 
+/// Every container of `service`, lowest number first, or an error that
+/// says `up` creates them.
+pub async fn containers_of(
+    engine: &Engine,
+    project: &Project,
+    service: &str,
+) -> anyhow::Result<Vec<Found>> {
+    containers(engine, project)
+        .await?
+        .remove(service)
+        .filter(|list| !list.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{service} has no container in project {}: bring it up first (pixelflowctl up {service})",
+                project.name
+            )
+        })
+}
+
 /// How long `service` may take to stop after SIGTERM before it is killed:
 /// its `stop_grace_period`, else compose's 10 s.
 pub fn grace_period(service: &Service) -> Duration {
@@ -203,14 +240,17 @@ pub fn project_labels(project: &Project) -> HashMap<String, String> {
     HashMap::from([(PROJECT.to_string(), project.name.clone())])
 }
 
-/// The container for `service`, with `hash` as its config hash.
-pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<String> {
+/// Container number `number` of `service`, with `hash` as its config hash.
+/// The first publishes the ports the compose file names; the others publish
+/// theirs on ports the engine picks (`ps` shows them), as the same host
+/// port cannot be published twice.
+pub fn container_config(project: &Project, name: &str, hash: &str, number: u32) -> Config<String> {
     let service: &Service = &project.services[name];
     let mut labels = project_labels(project);
     labels.extend([
         (SERVICE.to_string(), name.to_string()),
         (CONFIG_HASH.to_string(), hash.to_string()),
-        (NUMBER.to_string(), "1".to_string()),
+        (NUMBER.to_string(), number.to_string()),
         (ONEOFF.to_string(), "False".to_string()),
         (WORKING_DIR.to_string(), absolute(&project.dir)),
         (CONFIG_FILES.to_string(), absolute(&project.file)),
@@ -231,7 +271,7 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
                 .get_or_insert_with(Vec::new)
                 .push(PortBinding {
                     host_ip: p.host_ip.clone(),
-                    host_port: Some(host_port.to_string()),
+                    host_port: (number == 1).then(|| host_port.to_string()),
                 });
         }
     }
@@ -334,7 +374,7 @@ pub fn container_config(project: &Project, name: &str, hash: &str) -> Config<Str
         networking_config: Some(NetworkingConfig {
             endpoints_config: endpoints,
         }),
-        hostname: Some(name.to_string()),
+        hostname: Some(hostname(name, number)),
         stop_signal: service.stop_signal.clone(),
         stop_timeout: Some(i64::try_from(grace_period(service).as_secs()).unwrap_or(i64::MAX)),
         ..Default::default()

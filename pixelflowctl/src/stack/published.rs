@@ -11,7 +11,12 @@ use crate::docker::Engine;
 /// container port.
 #[derive(Debug, Default)]
 pub struct Published {
+    /// The lowest-numbered running replica's host port, by service and
+    /// container port.
     ports: BTreeMap<(String, u16), u16>,
+    /// Every running replica's host port (by container number), where a
+    /// service runs several.
+    replicas: BTreeMap<(String, u16), Vec<(u32, u16)>>,
     /// The services with a running container; `None` when the engine
     /// could not be asked.
     running: Option<BTreeSet<String>>,
@@ -37,9 +42,13 @@ impl Published {
                 published.note_running(&service);
                 for p in &f.ports {
                     if let Some(public) = p.public_port {
+                        let key = (service.clone(), p.private_port);
+                        published.ports.entry(key.clone()).or_insert(public);
                         published
-                            .ports
-                            .insert((service.clone(), p.private_port), public);
+                            .replicas
+                            .entry(key)
+                            .or_default()
+                            .push((f.number, public));
                     }
                 }
             }
@@ -68,6 +77,15 @@ impl Published {
     /// Whether any service of the project runs.
     pub fn any_running(&self) -> bool {
         self.running.as_ref().is_some_and(|r| !r.is_empty())
+    }
+
+    /// The host ports of `service`'s running replicas beyond the first for
+    /// `container_port`, with their container numbers.
+    pub fn further_replicas(&self, service: &str, container_port: u16) -> Vec<(u32, u16)> {
+        self.replicas
+            .get(&(service.to_string(), container_port))
+            .map(|all| all.iter().skip(1).copied().collect())
+            .unwrap_or_default()
     }
 
     /// The host port for `container_port` of `service`: the running

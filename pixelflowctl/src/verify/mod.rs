@@ -161,7 +161,8 @@ pub async fn series(
 
 /// Carries `plan` out; returns the verdict, the report printed.
 pub async fn run(plan: Plan, printer: &Printer) -> anyhow::Result<Verdict> {
-    for service in plan.targets.keys() {
+    for key in plan.targets.keys() {
+        let service = pixelflow_verify::scrape::service_of(key);
         if !plan.spec.services.contains_key(service) {
             return Err(CouldNotRun(format!(
                 "--target {service}: the spec has no such service (it has {})",
@@ -264,6 +265,16 @@ fn service_rows(
     scrape_timeout: Duration,
 ) -> Vec<Check> {
     let mut out = checks::answer(service, scrape, scrape_timeout);
+    if scrape.replicas > 1 {
+        // The rows below judge the replicas' sum: say so.
+        out.push(Check::new(
+            service,
+            "every replica scraped, series summed",
+            format!("{} replicas", scrape.replicas),
+            format!("{} replicas", scrape.replicas),
+            true,
+        ));
+    }
     out.extend(checks::run(service, spec, &scrape.exposition));
     out.push(checks::unlisted(service, spec, &scrape.exposition));
     out.push(sense::families_row(service, &scrape.exposition));

@@ -243,6 +243,22 @@ fn not_named<T>(component: Component) -> Checked<T> {
 
 /// Each spec service's metrics URL on the stack: the spec's port is the
 /// container's, its path the scrape path.
+/// `--target SERVICE=URL` as given: a service named more than once is one
+/// with replicas (a scaled worker), each URL scraped and summed.
+pub fn named_targets(named: Vec<(String, String)>) -> BTreeMap<String, String> {
+    let mut targets = BTreeMap::new();
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for (service, url) in named {
+        let number = seen.entry(service.clone()).or_insert(0);
+        *number += 1;
+        targets.insert(
+            pixelflow_verify::scrape::replica_key(&service, *number),
+            url,
+        );
+    }
+    targets
+}
+
 pub fn stack_targets(
     project: &Project,
     published: &Published,
@@ -263,6 +279,14 @@ pub fn stack_targets(
             service.clone(),
             format!("http://127.0.0.1:{host_port}{}", url.path()),
         );
+        // A scaled service: every replica is scraped, and its series are
+        // summed with the others' (a flow's task goes to one of them).
+        for (number, port) in published.further_replicas(service, port) {
+            targets.insert(
+                pixelflow_verify::scrape::replica_key(service, number),
+                format!("http://127.0.0.1:{port}{}", url.path()),
+            );
+        }
     }
     Ok(targets)
 }

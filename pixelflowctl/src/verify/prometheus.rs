@@ -208,8 +208,19 @@ pub async fn checks(
             false,
         ));
     }
-    for t in targets {
-        let job = t["labels"]["job"].as_str().unwrap_or("?").to_string();
+    let per_job = |job: &str| {
+        targets
+            .iter()
+            .filter(|t| t["labels"]["job"].as_str() == Some(job))
+            .count()
+    };
+    for t in &targets {
+        let job = t["labels"]["job"].as_str().unwrap_or("?");
+        // A scaled worker has a target per replica: name each.
+        let job = match t["labels"]["instance"].as_str() {
+            Some(instance) if per_job(job) > 1 => format!("{job} ({instance})"),
+            _ => job.to_string(),
+        };
         let health = t["health"].as_str().unwrap_or("unknown").to_string();
         let error = t["lastError"].as_str().unwrap_or_default();
         out.push(Check::new(

@@ -142,6 +142,35 @@ impl Exposition {
         exposition
     }
 
+    /// The replicas of one service as one: each series summed over them
+    /// (counters, gauges, histogram buckets, `_sum` and `_count`), so a
+    /// flow's delta is the service's, whichever replica did the work. A
+    /// summary's quantiles cannot be summed: the first replica's stand.
+    /// Types and HELP are the first replica's; each replica's unreadable
+    /// and misread lines are kept, named by its position.
+    pub fn summed(replicas: Vec<Exposition>) -> Exposition {
+        let mut replicas = replicas.into_iter().enumerate();
+        let Some((_, mut total)) = replicas.next() else {
+            return Exposition::default();
+        };
+        for (index, replica) in replicas {
+            let named = |line: String| format!("replica {}: {line}", index + 1);
+            total
+                .unreadable
+                .extend(replica.unreadable.into_iter().map(named));
+            total.misread.extend(replica.misread.into_iter().map(named));
+            for (name, family) in replica.families {
+                let into = total.families.entry(name).or_default();
+                into.kind = into.kind.take().or(family.kind);
+                into.help = into.help.take().or(family.help);
+                add_series(&mut into.series, family.series);
+                add_series(&mut into.sums, family.sums);
+                add_series(&mut into.counts, family.counts);
+            }
+        }
+        total
+    }
+
     /// The value of a counter, gauge or untyped sample whose labels include
     /// `labels`; histogram `_count` with `family_count`.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -289,6 +318,36 @@ fn is_histogram(e: &Exposition, name: &str) -> bool {
 
 /// A counter, gauge or untyped sample's value; `None` for histogram and
 /// summary samples.
+/// Adds each of `more` to the series of `into` with the same labels, or
+/// appends it.
+fn add_series(into: &mut Vec<Series>, more: Vec<Series>) {
+    for series in more {
+        let Some(same) = into.iter_mut().find(|s| s.labels == series.labels) else {
+            into.push(series);
+            continue;
+        };
+        same.value = match (&same.value, series.value) {
+            (Value::Counter(a), Value::Counter(b)) => Value::Counter(a + b),
+            (Value::Gauge(a), Value::Gauge(b)) => Value::Gauge(a + b),
+            (Value::Untyped(a), Value::Untyped(b)) => Value::Untyped(a + b),
+            (Value::Histogram(a), Value::Histogram(b)) => Value::Histogram(
+                a.iter()
+                    .map(|bucket| prometheus_parse::HistogramCount {
+                        less_than: bucket.less_than,
+                        count: bucket.count
+                            + b.iter()
+                                .find(|o| o.less_than == bucket.less_than)
+                                .map_or(0.0, |o| o.count),
+                    })
+                    .collect(),
+            ),
+            // A summary's quantiles, or replicas that disagree on a type:
+            // the first stands.
+            (kept, _) => kept.clone(),
+        };
+    }
+}
+
 pub fn scalar(v: &Value) -> Option<f64> {
     match v {
         Value::Counter(x) | Value::Gauge(x) | Value::Untyped(x) => Some(*x),
@@ -299,6 +358,40 @@ pub fn scalar(v: &Value) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_sum_into_one_exposition_series_by_series() {
+        let replica = |processed: u32, active: u32, le_1: u32| {
+            Exposition::parse(&format!(
+                "# TYPE worker_tasks_processed_total counter\n\
+                 worker_tasks_processed_total{{status=\"success\"}} {processed}\n\
+                 # TYPE worker_active_processing_tasks gauge\n\
+                 worker_active_processing_tasks {active}\n\
+                 # TYPE d histogram\n\
+                 d_bucket{{le=\"1\"}} {le_1}\n\
+                 d_bucket{{le=\"+Inf\"}} {le_1}\n\
+                 d_sum {le_1}\n\
+                 d_count {le_1}\n"
+            ))
+        };
+        let total = Exposition::summed(vec![replica(2, 0, 1), replica(3, 1, 4), replica(0, 0, 0)]);
+        assert_eq!(
+            total.value("worker_tasks_processed_total", &[("status", "success")]),
+            Some(5.0)
+        );
+        assert_eq!(
+            total.value("worker_active_processing_tasks", &[]),
+            Some(1.0)
+        );
+        assert_eq!(total.value("d_count", &[]), Some(5.0));
+        let buckets = &total.families["d"].series;
+        assert_eq!(buckets.len(), 1);
+        match &buckets[0].value {
+            Value::Histogram(b) => assert!(b.iter().all(|b| b.count == 5.0), "{b:?}"),
+            other => panic!("not a histogram: {other:?}"),
+        }
+        assert_eq!(total.families["d"].kind.as_deref(), Some("histogram"));
+    }
 
     #[test]
     fn what_prometheus_would_refuse_or_misread_is_named_by_line() {

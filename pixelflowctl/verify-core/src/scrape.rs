@@ -18,6 +18,9 @@ pub struct Scrape {
     pub content_type: Option<String>,
     /// From sending the request to the end of the body.
     pub took: Duration,
+    /// The replicas scraped and summed into this one (1 for a service that
+    /// runs one).
+    pub replicas: usize,
 }
 
 /// The scrapes of one moment, by service.
@@ -61,19 +64,69 @@ pub async fn scrape(
         exposition: Exposition::parse(&text),
         content_type,
         took: started.elapsed(),
+        replicas: 1,
     })
 }
 
-/// Scrapes every service at once; the first that fails stops the lot.
+/// The key of a service's further replica in a map of scrape URLs:
+/// `worker/2`. [`scrape_all`] sums replicas into their service.
+pub fn replica_key(service: &str, number: u32) -> String {
+    if number <= 1 {
+        service.to_string()
+    } else {
+        format!("{service}/{number}")
+    }
+}
+
+/// The service a scrape URL's key names: `worker` for `worker/2`.
+pub fn service_of(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(service, _)| service)
+}
+
+/// Scrapes every service at once; the first that fails stops the lot. A
+/// service with several replicas (keys `worker`, `worker/2`…) is scraped at
+/// each and comes back as one scrape, its series summed
+/// ([`Exposition::summed`]): the slowest answer's time, the first
+/// replica's `Content-Type` unless another's has a problem.
 pub async fn scrape_all(
     http: &reqwest::Client,
     urls: &BTreeMap<String, String>,
 ) -> Result<Scrapes, ScrapeError> {
-    let scrapes = futures::future::join_all(urls.iter().map(|(service, url)| async move {
-        Ok::<_, ScrapeError>((service.clone(), scrape(http, service, url).await?))
+    let scrapes = futures::future::join_all(urls.iter().map(|(key, url)| async move {
+        Ok::<_, ScrapeError>((key.clone(), scrape(http, key, url).await?))
     }))
     .await;
-    scrapes.into_iter().collect()
+    let mut by_service: BTreeMap<String, Vec<Scrape>> = BTreeMap::new();
+    for scrape in scrapes {
+        let (key, scrape) = scrape?;
+        by_service
+            .entry(service_of(&key).to_string())
+            .or_default()
+            .push(scrape);
+    }
+    Ok(by_service
+        .into_iter()
+        .map(|(service, replicas)| (service, sum(replicas)))
+        .collect())
+}
+
+fn sum(mut replicas: Vec<Scrape>) -> Scrape {
+    if replicas.len() == 1 {
+        return replicas.remove(0);
+    }
+    let took = replicas.iter().map(|r| r.took).max().unwrap_or_default();
+    let content_type = replicas
+        .iter()
+        .find(|r| content_type_problem(r.content_type.as_deref()).is_some())
+        .unwrap_or(&replicas[0])
+        .content_type
+        .clone();
+    Scrape {
+        replicas: replicas.len(),
+        exposition: Exposition::summed(replicas.into_iter().map(|r| r.exposition).collect()),
+        content_type,
+        took,
+    }
 }
 
 /// What Prometheus does with an answer's `Content-Type`: the text format

@@ -19,7 +19,10 @@ pub struct Settings {
     /// `KAFKA_GROUP_ID` (default `pixelflow-workers`).
     pub kafka_group_id: String,
     /// `KAFKA_GROUP_INSTANCE_ID` (default unset): a static group member id,
-    /// stable across restarts of this worker (compose sets `worker-1`).
+    /// stable across restarts of this worker. `{hostname}` in it is this
+    /// host's name, so replicas get an id each from one setting: compose
+    /// sets `{hostname}` (pixelflowctl names replicas `worker-1`,
+    /// `worker-2`…), a Kubernetes StatefulSet's pods are `worker-0`….
     pub kafka_group_instance_id: Option<String>,
     /// `WORKER_CONCURRENCY` (default: the CPUs this process may use, as the
     /// container's CPU quota and affinity allow): events processed at once,
@@ -62,7 +65,9 @@ impl Settings {
             database: DatabaseSettings::from_env(env, 5)?,
             kafka: KafkaSettings::from_env(env)?,
             kafka_group_id: env.or("KAFKA_GROUP_ID", "pixelflow-workers".to_string())?,
-            kafka_group_instance_id: env.raw("KAFKA_GROUP_INSTANCE_ID"),
+            kafka_group_instance_id: env
+                .raw("KAFKA_GROUP_INSTANCE_ID")
+                .map(|id| id.replace("{hostname}", &hostname(env))),
             concurrency: env.checked("WORKER_CONCURRENCY", default_concurrency(), positive)?,
             max_task_attempts: env.checked("MAX_TASK_ATTEMPTS", 3u32, positive)?,
             thumbnail_size: env.checked("THUMBNAIL_SIZE", 256, positive)?,
@@ -80,6 +85,19 @@ impl Settings {
             http: pixelflow_common::server::HttpLimits::from_env(env)?,
         })
     }
+}
+
+/// This host's name: `HOSTNAME` (Docker and Kubernetes set it), else the
+/// kernel's.
+fn hostname(env: &Env) -> String {
+    env.raw("HOSTNAME")
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// The CPUs this process may use: std reads the cgroup quota (`--cpus`,
@@ -100,6 +118,19 @@ mod tests {
         assert_eq!(s.thumbnail_size, 256);
         assert_eq!(s.concurrency, default_concurrency());
         assert!(s.concurrency >= 1);
+    }
+
+    #[test]
+    fn the_group_instance_id_takes_the_host_name_where_it_says_so() {
+        let env = Env::pairs(&[
+            ("KAFKA_GROUP_INSTANCE_ID", "{hostname}"),
+            ("HOSTNAME", "worker-2"),
+        ]);
+        let s = Settings::from_env(&env).expect("settings");
+        assert_eq!(s.kafka_group_instance_id.as_deref(), Some("worker-2"));
+        let env = Env::pairs(&[("KAFKA_GROUP_INSTANCE_ID", "fixed-1"), ("HOSTNAME", "x")]);
+        let s = Settings::from_env(&env).expect("settings");
+        assert_eq!(s.kafka_group_instance_id.as_deref(), Some("fixed-1"));
     }
 
     #[test]
