@@ -191,13 +191,24 @@ pub async fn run(plan: Plan, printer: &Printer) -> anyhow::Result<Verdict> {
     report(&checks, &plan, printer)
 }
 
+/// The services verify checks, as Prometheus' jobs are named for them.
+fn checked_jobs(plan: &Plan) -> Vec<String> {
+    let mut jobs: Vec<String> = plan
+        .targets
+        .keys()
+        .map(|key| pixelflow_verify::scrape::service_of(key).to_string())
+        .collect();
+    jobs.dedup();
+    jobs
+}
+
 /// Before the flow: Prometheus has scraped every target once, so the
 /// dashboards' rates see the flow against a sample from before it.
 async fn before_flow(plan: &Plan, http: &reqwest::Client, bar: &ProgressBar) -> Vec<Check> {
     match (&plan.flow, &plan.prometheus) {
         (Some(_), Checked::Check(url)) => {
             bar.set_message("waiting for Prometheus to scrape every target once before the flow");
-            prometheus::scraped_before_flow(http, url, &plan.promised)
+            prometheus::scraped_before_flow(http, url, &plan.promised, &checked_jobs(plan))
                 .await
                 .into_iter()
                 .collect()

@@ -114,6 +114,20 @@ fn unscraped(targets: &[Value]) -> bool {
     targets.is_empty() || targets.iter().any(|t| t["health"] == "unknown")
 }
 
+/// Of `jobs`, those Prometheus has no target for yet: a target found by
+/// service discovery (the worker's replicas, by DNS) appears only at the
+/// discovery's next refresh.
+fn undiscovered<'a>(targets: &[Value], jobs: &'a [String]) -> Vec<&'a str> {
+    jobs.iter()
+        .map(String::as_str)
+        .filter(|job| {
+            !targets
+                .iter()
+                .any(|t| t["labels"]["job"].as_str() == Some(job))
+        })
+        .collect()
+}
+
 /// Waits until Prometheus has scraped every target once: at most one
 /// scrape interval and a margin. Run before the flow: a dashboard's
 /// `rate()` sees the flow only between a sample from before it and one
@@ -129,11 +143,14 @@ pub async fn scraped_before_flow(
     http: &reqwest::Client,
     prometheus: &str,
     promised: &Promised,
+    jobs: &[String],
 ) -> Option<Check> {
     // Prometheus writes durations as compose does (`15s`, `1m30s`).
     let interval = crate::compose::model::duration(&promised.scrape_interval)
         .unwrap_or(Duration::from_secs(60));
-    let within = interval + Duration::from_secs(5);
+    // A target discovered late waits for discovery's refresh, then for its
+    // first scrape: two intervals at most.
+    let within = 2 * interval + Duration::from_secs(5);
     let targets_url = format!("{prometheus}/api/v1/targets");
     let started = Instant::now();
     loop {
@@ -147,7 +164,8 @@ pub async fn scraped_before_flow(
                 passed,
             ))
         };
-        if !unscraped(&targets) {
+        let missing = undiscovered(&targets, jobs);
+        if !unscraped(&targets) && missing.is_empty() {
             return row(format!("{} targets scraped", targets.len()), true);
         }
         if started.elapsed() > within {
@@ -155,6 +173,7 @@ pub async fn scraped_before_flow(
                 .iter()
                 .filter(|t| t["health"] == "unknown")
                 .filter_map(|t| t["labels"]["job"].as_str())
+                .chain(missing.iter().map(|job| *job))
                 .collect();
             return row(
                 if waiting.is_empty() {
@@ -332,4 +351,22 @@ async fn configuration_checks(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_checked_service_without_a_target_yet_is_not_scraped() {
+        let targets = vec![
+            json!({ "labels": { "job": "auth" }, "health": "up" }),
+            json!({ "labels": { "job": "api" }, "health": "up" }),
+        ];
+        let jobs = ["auth".to_string(), "api".to_string(), "worker".to_string()];
+        assert!(!unscraped(&targets));
+        assert_eq!(undiscovered(&targets, &jobs), ["worker"]);
+        assert!(undiscovered(&targets, &jobs[..2]).is_empty());
+    }
 }
