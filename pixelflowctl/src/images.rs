@@ -397,7 +397,7 @@ fn host_request(
     }
     let dockerfile = "ARG RUNTIME_IMAGE=debian:bookworm-slim\n\
         FROM ${RUNTIME_IMAGE}\n\
-        RUN command -v curl >/dev/null || (apt-get update && apt-get install -y --no-install-recommends curl ca-certificates && rm -rf /var/lib/apt/lists/*)\n\
+        RUN (command -v curl >/dev/null && dpkg -s libturbojpeg0 >/dev/null 2>&1) || (apt-get update && apt-get install -y --no-install-recommends curl ca-certificates libturbojpeg0 && rm -rf /var/lib/apt/lists/*)\n\
         COPY service /usr/local/bin/service\n\
         USER 65534:65534\n\
         ENTRYPOINT [\"/usr/local/bin/service\"]\n";

@@ -259,6 +259,27 @@ impl BuildContainer {
             engine.create(&self.name, config).await?;
         }
         engine.start(&self.name).await?;
+        // The worker links libturbojpeg: its headers and library, once per
+        // build container (the official Rust image lacks them).
+        let (code, output) = engine
+            .exec_in(
+                &self.name,
+                vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "dpkg -s libturbojpeg0-dev >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends libturbojpeg0-dev)".into(),
+                ],
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if code != 0 {
+            anyhow::bail!(
+                "cannot install libturbojpeg0-dev in the build container {}: {}",
+                self.name,
+                output.trim()
+            );
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 
 mod budget;
 mod consumer;
+mod jpeg;
 mod metrics;
 mod offsets;
 mod settings;

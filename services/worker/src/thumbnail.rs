@@ -1,9 +1,9 @@
 //! Decoding under limits and making the PNG thumbnail.
 //!
 //! A JPEG is scaled while it is decoded: its 8×8 blocks are inverse-DCT'd
-//! at 1/2, 1/4 or 1/8 of their size (what libjpeg-turbo's `scale_num` and
-//! libvips' shrink-on-load do), the smallest that still covers the
-//! thumbnail. A 16 MP photograph then costs the entropy decoding and a
+//! at a fraction of their size (libjpeg-turbo's scaled decoding, which
+//! libvips' shrink-on-load uses too, see [`crate::jpeg`]), the smallest
+//! that still covers the thumbnail. A 16 MP photograph then costs the entropy decoding and a
 //! quarter-megapixel of pixels, not sixteen megapixels. A PNG cannot be
 //! decoded smaller; it is decoded whole. Either way the last step resizes
 //! to the size computed from the original's dimensions, so the output does
@@ -128,57 +128,34 @@ impl Header {
     /// them.
     fn cost(&self, limits: &Limits) -> u64 {
         let (width, height) = match self.format {
-            ImageFormat::Jpeg => {
-                let (w, h) = fit(self.width, self.height, limits.size);
-                let scale = idct_scale((self.width, self.height), (w, h));
-                (
-                    self.width.div_ceil(8) * scale,
-                    self.height.div_ceil(8) * scale,
-                )
-            }
+            ImageFormat::Jpeg => crate::jpeg::decode_size(
+                (self.width, self.height),
+                fit(self.width, self.height, limits.size),
+            ),
             _ => (self.width, self.height),
         };
         2 * 4 * u64::from(width) * u64::from(height)
     }
 }
 
-/// The inverse DCT's size (of 8) that jpeg-decoder picks to cover
-/// `target`: mirrors its `choose_idct_size`, so the cost is known before
-/// decoding.
-fn idct_scale(full: (u32, u32), target: (u32, u32)) -> u32 {
-    let scaled = |len: u32, scale: u32| (len * scale - 1) / 8 + 1;
-    [1, 2, 4]
-        .into_iter()
-        .find(|&scale| scaled(full.0, scale) >= target.0 || scaled(full.1, scale) >= target.1)
-        .unwrap_or(8)
-}
-
-/// A JPEG decoded at the smallest DCT scale that still covers `target`.
-/// Formats the thumbnail cannot take as they are (16-bit grey, CMYK) go
+/// A JPEG decoded at the smallest scale that still covers `target`.
+/// CMYK and YCCK JPEGs, which the thumbnail cannot take as they are, go
 /// through the whole decode instead.
 fn decode_jpeg_scaled(
     bytes: &[u8],
     target: (u32, u32),
     limits: &Limits,
 ) -> Result<DynamicImage, String> {
-    use jpeg_decoder::PixelFormat;
-    let failed = |e: jpeg_decoder::Error| format!("cannot decode image: {e}");
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
-    decoder.read_info().map_err(failed)?;
-    let format = decoder.info().map(|info| info.pixel_format);
-    if !matches!(format, Some(PixelFormat::RGB24 | PixelFormat::L8)) {
-        return decode_whole(bytes, limits);
-    }
-    let clamp = |len: u32| u16::try_from(len).unwrap_or(u16::MAX);
-    let (width, height) = decoder
-        .scale(clamp(target.0), clamp(target.1))
-        .map_err(failed)?;
-    let pixels = decoder.decode().map_err(failed)?;
-    let (width, height) = (u32::from(width), u32::from(height));
-    let image = match format {
-        Some(PixelFormat::L8) => GrayImage::from_raw(width, height, pixels).map(DynamicImage::from),
-        _ => RgbImage::from_raw(width, height, pixels).map(DynamicImage::from),
+    use crate::jpeg::{decode_scaled, NotDecoded};
+    let pixels = match decode_scaled(bytes, target) {
+        Ok(pixels) => pixels,
+        Err(NotDecoded::Colorspace) => return decode_whole(bytes, limits),
+        Err(NotDecoded::Failed(reason)) => return Err(reason),
+    };
+    let image = if pixels.grey {
+        GrayImage::from_raw(pixels.width, pixels.height, pixels.data).map(DynamicImage::from)
+    } else {
+        RgbImage::from_raw(pixels.width, pixels.height, pixels.data).map(DynamicImage::from)
     };
     image.ok_or_else(|| "cannot decode image: fewer pixels than its header says".to_string())
 }
@@ -263,6 +240,14 @@ mod tests {
         // Different filters, the same picture: a few levels of 255 apart on
         // average (a wrong crop or a colour swap is tens).
         assert!(mean < 6.0, "mean difference {mean}");
+    }
+
+    #[test]
+    fn a_truncated_jpeg_fails_rather_than_completing_with_grey() {
+        let mut bytes = pixelflow_testkit::photo_jpeg(800, 600);
+        bytes.truncate(bytes.len() / 2);
+        let err = make(&bytes, &LIMITS).unwrap_err();
+        assert!(err.starts_with("cannot decode image"), "{err}");
     }
 
     #[test]
