@@ -173,7 +173,7 @@ pub async fn scraped_before_flow(
                 .iter()
                 .filter(|t| t["health"] == "unknown")
                 .filter_map(|t| t["labels"]["job"].as_str())
-                .chain(missing.iter().map(|job| *job))
+                .chain(missing.iter().copied())
                 .collect();
             return row(
                 if waiting.is_empty() {
