@@ -114,6 +114,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scale_is_a_service_and_a_whole_number() {
+        assert_eq!(scale("worker=3"), Ok(("worker".to_string(), 3)));
+        assert_eq!(scale("worker=0"), Ok(("worker".to_string(), 0)));
+        assert!(scale("worker").unwrap_err().contains("SERVICE=N"));
+        assert!(scale("worker=three").unwrap_err().contains("whole number"));
+        assert!(scale("=3").unwrap_err().contains("name the service"));
+    }
+
+    #[test]
     fn a_base_url_is_http_with_a_host_and_loses_its_trailing_slash() {
         assert_eq!(
             base_url("http://127.0.0.1:3000/").as_deref(),

@@ -125,3 +125,39 @@ pub async fn run(cx: &Context<'_>, args: &Args) -> anyhow::Result<ExitStatus> {
     status::show(engine, project, &wanted, printer).await?;
     Ok(ExitStatus::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn project(text: &str) -> crate::compose::Project {
+        crate::compose::Project::parse(Path::new("compose/docker-compose.yml"), text, &|_| None)
+            .expect("parses")
+    }
+
+    const FILE: &str = "services:\n  worker:\n    image: w\n    environment: { KAFKA_GROUP_ID: g, KAFKA_TOPIC_PARTITIONS: '3' }\n  api:\n    image: a\n";
+
+    #[test]
+    fn replicas_beyond_the_partitions_are_said_to_stay_idle() {
+        let four = scaled_with(4);
+        let warnings = idle_replicas(&four, &["worker".into(), "api".into()]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("4 replicas") && warnings[0].contains("1 will stay idle"));
+        let fits = scaled_with(3);
+        assert!(idle_replicas(&fits, &["worker".into()]).is_empty());
+        // A service that consumes nothing may run any number.
+        let api = scaled(&project(FILE), &[("api".into(), 9)]).expect("scaled");
+        assert!(idle_replicas(&api, &["api".into()]).is_empty());
+    }
+
+    fn scaled_with(replicas: u32) -> crate::compose::Project {
+        scaled(&project(FILE), &[("worker".into(), replicas)]).expect("scaled")
+    }
+
+    #[test]
+    fn scaling_a_service_the_file_lacks_is_refused_by_name() {
+        let err = scaled(&project(FILE), &[("wroker".into(), 2)]).unwrap_err();
+        assert!(err.to_string().contains("no service wroker"), "{err}");
+    }
+}

@@ -1,13 +1,14 @@
 //! Tasks per second end to end on the Docker stack, on the path a user
 //! takes (`pixelflowctl up --without grafana --without jaeger`): uploads
 //! from several users at once, from the first upload sent to the last task
-//! COMPLETED. Three configurations, each brought up in turn on the same
+//! COMPLETED, and the worker alone: the same uploads made while the
+//! worker is paused (`docker pause`), timed from its unpausing to the last
+//! task COMPLETED. Three configurations, each brought up in turn on the same
 //! project: the worker at `WORKER_CONCURRENCY=1` (the baseline: one task at
 //! a time, as before), at its default (the CPUs its container may use), and
 //! the default with `--scale worker=2`. Images: photographs made by the
-//! test kit as JPEG (1 and 16 MP) and PNG (1 MP), and a 16 MP noise JPEG
-//! (9.9 MB, the image of the first measurement). 16 MP PNGs and
-//! 64 MP images exceed api's upload limit (10 MiB): their cost is in the
+//! test kit as JPEG (1 and 16 MP) and PNG (1 MP). 16 MP PNGs and 64 MP
+//! images exceed api's upload limit (10 MiB): their cost is in the
 //! thumbnail bench.
 //!
 //! Run: `tests/bench-throughput`. Knobs: BENCH_TASKS (per image and
@@ -35,46 +36,94 @@ fn ctl(ports: &[(&str, u16)], args: &[&str], envs: &[(&str, &str)]) {
     assert!(status.success(), "pixelflowctl {args:?} failed");
 }
 
-/// A JPEG of noise: nearly incompressible, the costliest to decode.
-fn noise_jpeg(width: u32, height: u32) -> Vec<u8> {
-    let mut seed = 0x2545_F491u32;
-    let image = image::RgbImage::from_fn(width, height, |_, _| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        let [a, b, c, _] = seed.to_le_bytes();
-        image::Rgb([a, b, c])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(&image)
-        .expect("jpeg");
-    out
+/// The project's worker containers.
+fn workers() -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter"])
+        .arg(format!("label=com.docker.compose.project={PROJECT}"))
+        .args(["--filter", "label=com.docker.compose.service=worker"])
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn docker_each(verb: &str, containers: &[String]) {
+    let status = std::process::Command::new("docker")
+        .arg(verb)
+        .args(containers)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("docker CLI");
+    assert!(status.success(), "docker {verb}");
+}
+
+/// How a run is timed.
+#[derive(Clone, Copy, PartialEq)]
+enum Timed {
+    /// From the first upload sent to the last task COMPLETED: api,
+    /// PostgreSQL and the worker together.
+    EndToEnd,
+    /// The worker alone: every task uploaded while the worker is paused,
+    /// then from its unpausing to the last task COMPLETED.
+    Drain,
 }
 
 /// Uploads `tasks` copies of `body` from users of at most 10 tasks each
-/// (the active-task limit is 20), all at once; the tasks per second from
-/// the first upload to the last task COMPLETED.
-async fn run(auth: &str, api: &str, body: &[u8], content_type: &str, tasks: usize) -> f64 {
+/// (the active-task limit is 20), all at once; the tasks per second.
+async fn run(
+    auth: &str,
+    api: &str,
+    body: &[u8],
+    content_type: &str,
+    tasks: usize,
+    timed: Timed,
+) -> f64 {
     let http = reqwest::Client::new();
     let mut users = Vec::new();
     for _ in 0..tasks.div_ceil(10) {
         users.push(ApiClient::register(&http, auth, api).await);
     }
-    let started = Instant::now();
+    let paused = workers();
+    if timed == Timed::Drain {
+        docker_each("pause", &paused);
+    }
+    let mut started = Instant::now();
     let uploads = users.iter().enumerate().flat_map(|(u, user)| {
         let count = 10.min(tasks - u * 10);
         (0..count).map(move |_| async move {
-            let uploaded = user.try_upload(content_type, body.to_vec()).await;
-            (user, uploaded.id())
+            // api holds at most UPLOAD_BYTES_IN_FLIGHT of bodies at once and
+            // answers 503 with Retry-After beyond: a client waits and sends
+            // again, as this one does (sooner than the 1 s it is told, to
+            // keep the worker fed).
+            loop {
+                let uploaded = user.try_upload(content_type, body.to_vec()).await;
+                if uploaded.status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    break (user, uploaded.id());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         })
     });
     let ids = futures::future::join_all(uploads).await;
+    if timed == Timed::Drain {
+        started = Instant::now();
+        docker_each("unpause", &paused);
+    }
     for (user, id) in &ids {
         let task = user.settled(id, Duration::from_secs(600)).await;
         assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
     }
     tasks as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One way to run the stack: the worker's environment and `up`'s flags.
+struct Configuration {
+    name: &'static str,
+    envs: &'static [(&'static str, &'static str)],
+    extra: &'static [&'static str],
 }
 
 #[tokio::main]
@@ -111,44 +160,74 @@ async fn main() {
             "image/png",
             pixelflow_testkit::photo_png(1152, 864),
         ),
-        ("noise JPEG 16 MP", "image/jpeg", noise_jpeg(4000, 4000)),
     ];
     let up = ["up", "--without", "grafana", "--without", "jaeger"];
-    let configurations: [(&str, &[(&str, &str)], &[&str]); 3] = [
-        ("concurrency 1", &[("WORKER_CONCURRENCY", "1")], &[]),
-        ("default", &[], &[]),
-        ("default, 2 replicas", &[], &["--scale", "worker=2"]),
+    let configurations = [
+        Configuration {
+            name: "concurrency 1",
+            envs: &[("WORKER_CONCURRENCY", "1")],
+            extra: &[],
+        },
+        Configuration {
+            name: "default",
+            envs: &[],
+            extra: &[],
+        },
+        Configuration {
+            name: "default, 2 replicas",
+            envs: &[],
+            extra: &["--scale", "worker=2"],
+        },
     ];
     let mut results: Vec<Vec<f64>> = Vec::new();
-    for (name, envs, extra) in configurations {
+    for Configuration { name, envs, extra } in configurations {
         eprintln!("== {name}: up");
         let args: Vec<&str> = up.iter().copied().chain(extra.iter().copied()).collect();
         ctl(&ports, &args, envs);
         // Warm: connections, the topic, the worker's first allocations.
-        run(&auth, &api, &images[0].2, images[0].1, 4).await;
+        run(&auth, &api, &images[0].2, images[0].1, 4, Timed::EndToEnd).await;
         let mut row = Vec::new();
         for (image, content_type, body) in &images {
-            let rate = run(&auth, &api, body, content_type, tasks).await;
-            eprintln!("   {image}: {rate:.2} tasks/s");
-            row.push(rate);
+            for timed in [Timed::EndToEnd, Timed::Drain] {
+                let rate = run(&auth, &api, body, content_type, tasks, timed).await;
+                let how = if timed == Timed::Drain {
+                    "worker alone"
+                } else {
+                    "end to end"
+                };
+                eprintln!("   {image}, {how}: {rate:.2} tasks/s");
+                row.push(rate);
+            }
         }
         results.push(row);
     }
     ctl(&ports, &["down", "-v"], &[]);
     println!(
-        "\n{:<18} {:>8} {:>14} {:>10} {:>14} {:>10}",
-        "image", "bytes", "c=1 tasks/s", "default", "default/c=1", "2 repl."
+        "\n{:<18} {:<13} {:>8} {:>12} {:>10} {:>12} {:>10} {:>12}",
+        "image",
+        "timed",
+        "bytes",
+        "c=1 tasks/s",
+        "default",
+        "default/c=1",
+        "2 repl.",
+        "2 repl./c=1"
     );
     for (i, (image, _, body)) in images.iter().enumerate() {
-        println!(
-            "{:<18} {:>8} {:>14.2} {:>10.2} {:>14.2} {:>10.2}",
-            image,
-            body.len(),
-            results[0][i],
-            results[1][i],
-            results[1][i] / results[0][i],
-            results[2][i],
-        );
+        for (j, how) in ["end to end", "worker alone"].into_iter().enumerate() {
+            let k = 2 * i + j;
+            println!(
+                "{:<18} {:<13} {:>8} {:>12.2} {:>10.2} {:>12.2} {:>10.2} {:>12.2}",
+                image,
+                how,
+                body.len(),
+                results[0][k],
+                results[1][k],
+                results[1][k] / results[0][k],
+                results[2][k],
+                results[2][k] / results[0][k],
+            );
+        }
     }
     println!("\n{tasks} tasks per image; 2 replicas: the default concurrency in each, on the same 2 cores.");
 }

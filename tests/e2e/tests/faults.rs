@@ -105,6 +105,95 @@ async fn a_worker_killed_mid_task_is_replaced_and_the_task_completes_once() {
 }
 
 #[tokio::test]
+async fn a_worker_killed_with_several_tasks_in_flight_loses_none_and_counts_none_twice() {
+    let stack = Stack::fresh(SECRET).await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let api = stack.api(logs.path());
+    let settings = [
+        ("KAFKA_GROUP_INSTANCE_ID", "worker-under-test".to_string()),
+        ("WORKER_CONCURRENCY", "3".to_string()),
+    ];
+    let worker = stack.worker_with(logs.path(), &settings);
+    let http = reqwest::Client::new();
+    for service in [&auth, &api, &worker] {
+        service.ready(&http).await;
+    }
+    // While `hold` says so, the database refuses every thumbnail's store:
+    // the worker keeps those tasks in flight, retrying, for as long as the
+    // test wants.
+    let pool = sqlx::PgPool::connect(&stack.database_url)
+        .await
+        .expect("database");
+    sqlx::raw_sql(
+        "CREATE TABLE hold (held boolean NOT NULL);
+         INSERT INTO hold VALUES (true);
+         CREATE FUNCTION hold_stores() RETURNS trigger AS $$
+         BEGIN
+           IF (SELECT held FROM hold) THEN
+             RAISE EXCEPTION 'held by the test';
+           END IF;
+           RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER hold_stores BEFORE UPDATE ON tasks
+           FOR EACH ROW WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION hold_stores();",
+    )
+    .execute(&pool)
+    .await
+    .expect("the trigger");
+    let client = client(&auth, &api).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(client.upload(pixelflow_testkit::png(300, 200)).await);
+    }
+    eventually(
+        "three tasks in flight at once",
+        Duration::from_secs(60),
+        || async {
+            let m = worker.metrics().await;
+            (m.value_or_zero("worker_active_processing_tasks", &[]) == 3.0).then_some(())
+        },
+    )
+    .await;
+    worker.kill().await;
+    let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks WHERE attempts = 1")
+        .fetch_one(&pool)
+        .await
+        .expect("claims");
+    assert_eq!(claimed, 3, "the worker took no more than its concurrency");
+
+    sqlx::query("UPDATE hold SET held = false")
+        .execute(&pool)
+        .await
+        .expect("release");
+    let worker = stack.worker_with(logs.path(), &settings);
+    worker.ready(&http).await;
+    for id in &ids {
+        let task = client.settled(id, Duration::from_secs(120)).await;
+        assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
+    }
+    let succeeded = |m: &pixelflow_testkit::Exposition| {
+        m.value_or_zero("worker_tasks_processed_total", &[("status", "success")])
+    };
+    eventually(
+        "five successes counted",
+        Duration::from_secs(10),
+        || async { (succeeded(&worker.metrics().await) >= 5.0).then_some(()) },
+    )
+    .await;
+    // The killed worker stored nothing, so the new one did all five, once
+    // each: the three it had in flight again (a second claim), the two it
+    // never took once.
+    assert_eq!(succeeded(&worker.metrics().await), 5.0);
+    let attempts: Vec<i32> = sqlx::query_scalar("SELECT attempts FROM tasks ORDER BY attempts")
+        .fetch_all(&pool)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts, [1, 1, 2, 2, 2]);
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn a_task_that_kills_every_worker_ends_failed_and_the_tasks_behind_it_complete() {
     let stack = Stack::fresh(SECRET).await;
     let logs = tempfile::tempdir().expect("tempdir");
