@@ -60,6 +60,53 @@ fn docker_each(verb: &str, containers: &[String]) {
     assert!(status.success(), "docker {verb}");
 }
 
+/// CPU time so far of the project's containers, by service (cgroup v1's
+/// cpuacct, as these machines have; empty where it cannot be read).
+fn cpu_by_service() -> std::collections::BTreeMap<String, Duration> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label=com.docker.compose.project={PROJECT}"))
+        .args([
+            "--format",
+            "{{.ID}} {{.Label \"com.docker.compose.service\"}}",
+        ])
+        .output()
+        .expect("docker CLI");
+    let mut cpu = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((id, service)) = line.split_once(' ') else {
+            continue;
+        };
+        let used =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok());
+        if let Some(ns) = used {
+            *cpu.entry(service.to_string()).or_insert(Duration::ZERO) += Duration::from_nanos(ns);
+        }
+    }
+    cpu
+}
+
+/// Waits until every one of `containers` is healthy again.
+async fn healthy_again(containers: &[String]) {
+    for _ in 0..120 {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Health.Status}}"])
+            .args(containers)
+            .output()
+            .expect("docker CLI");
+        if String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .all(|h| h == "healthy")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("the workers are not healthy 2 minutes after their unpausing");
+}
+
 /// How a run is timed.
 #[derive(Clone, Copy, PartialEq)]
 enum Timed {
@@ -90,6 +137,7 @@ async fn run(
     if timed == Timed::Drain {
         docker_each("pause", &paused);
     }
+    let mut cpu_before = cpu_by_service();
     let mut started = Instant::now();
     let uploads = users.iter().enumerate().flat_map(|(u, user)| {
         let count = 10.min(tasks - u * 10);
@@ -109,6 +157,7 @@ async fn run(
     });
     let ids = futures::future::join_all(uploads).await;
     if timed == Timed::Drain {
+        cpu_before = cpu_by_service();
         started = Instant::now();
         docker_each("unpause", &paused);
     }
@@ -116,7 +165,23 @@ async fn run(
         let task = user.settled(id, Duration::from_secs(600)).await;
         assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
     }
-    tasks as f64 / started.elapsed().as_secs_f64()
+    let rate = tasks as f64 / started.elapsed().as_secs_f64();
+    // Where the time went: CPU per task of each container, over the run.
+    let spent: Vec<String> = cpu_by_service()
+        .into_iter()
+        .map(|(service, after)| {
+            let before = cpu_before.get(&service).copied().unwrap_or_default();
+            let per_task = after.saturating_sub(before).as_secs_f64() * 1000.0 / tasks as f64;
+            format!("{service} {per_task:.1}")
+        })
+        .collect();
+    eprintln!("     CPU ms per task: {}", spent.join(", "));
+    if timed == Timed::Drain {
+        // Healthchecks fail while a container is paused: the next `up`
+        // would stop at a worker still reported unhealthy.
+        healthy_again(&paused).await;
+    }
+    rate
 }
 
 /// One way to run the stack: the worker's environment and `up`'s flags.
