@@ -678,6 +678,9 @@ async fn grafana(mode: Grafana) -> String {
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards"))
             .expect("dashboards")
             .flatten()
+            // The dashboards, not the kustomization that makes ConfigMaps
+            // of them.
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
             .map(|e| {
                 serde_json::from_str(&std::fs::read_to_string(e.path()).expect("read"))
                     .expect("JSON")
