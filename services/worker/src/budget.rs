@@ -64,14 +64,8 @@ impl DecodeBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::thumbnail::{decode_cost, Limits};
-
-    const LIMITS: Limits = Limits {
-        size: 256,
-        max_dimension: 10_000,
-        max_pixels: 64_000_000,
-        max_alloc: 512 * 1024 * 1024,
-    };
+    use crate::thumbnail::decode_cost;
+    use crate::thumbnail::tests_support::LIMITS;
 
     #[test]
     fn two_of_the_largest_pngs_the_pixel_cap_allows_are_never_decoded_at_once() {

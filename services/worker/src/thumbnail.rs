@@ -175,16 +175,24 @@ fn decode_whole(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, String> {
         .map_err(|e| format!("cannot decode image: {e}"))
 }
 
+/// The worker's default limits, for the tests of this crate.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod tests_support {
+    use super::Limits;
 
-    const LIMITS: Limits = Limits {
+    pub const LIMITS: Limits = Limits {
         size: 256,
         max_dimension: 10_000,
         max_pixels: 64_000_000,
         max_alloc: 512 * 1024 * 1024,
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::tests_support::LIMITS;
 
     fn dimensions(png: &[u8]) -> (u32, u32) {
         image::load_from_memory_with_format(png, ImageFormat::Png)

@@ -404,28 +404,9 @@ async fn attempts(fx: &Fixture, task: Uuid) -> i32 {
 async fn a_worker_crashing_with_several_tasks_in_flight_redelivers_the_unfinished_ones_and_counts_each_once(
 ) {
     let fx = Fixture::new().await;
-    // Stores of the tasks listed in `held` fail while they are listed: their
-    // processing stays in flight (retrying) for as long as the test wants.
-    sqlx::raw_sql(
-        "CREATE TABLE held (id uuid PRIMARY KEY);
-         CREATE FUNCTION hold_stores() RETURNS trigger AS $$
-         BEGIN
-           IF EXISTS (SELECT 1 FROM held WHERE id = NEW.id) THEN
-             RAISE EXCEPTION 'held by the test';
-           END IF;
-           RETURN NEW;
-         END $$ LANGUAGE plpgsql;
-         CREATE TRIGGER hold_stores BEFORE UPDATE ON tasks
-           FOR EACH ROW WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION hold_stores();",
-    )
-    .execute(&fx.pool)
-    .await
-    .expect("the trigger");
-    let hold = |task: Uuid| {
-        sqlx::query("INSERT INTO held VALUES ($1)")
-            .bind(task)
-            .execute(&fx.pool)
-    };
+    // Stores of the held tasks fail while they are held: their processing
+    // stays in flight (retrying) for as long as the test wants.
+    let stores = pixelflow_testkit::HeldStores::install(&fx.pool).await;
     // One partition: the offsets' order is the order of submission.
     let settings = [("WORKER_CONCURRENCY", "3"), ("KAFKA_TOPIC_PARTITIONS", "1")];
     let worker = fx.start_worker_with(&settings).await;
@@ -444,7 +425,7 @@ async fn a_worker_crashing_with_several_tasks_in_flight_redelivers_the_unfinishe
         if n == 1 {
             free = Some(task);
         } else {
-            hold(task).await.expect("hold");
+            stores.hold(Some(task)).await;
             held.push(task);
         }
         fx.publish(task).await;
@@ -465,10 +446,7 @@ async fn a_worker_crashing_with_several_tasks_in_flight_redelivers_the_unfinishe
     }
     worker.crash().await;
 
-    sqlx::query("DELETE FROM held")
-        .execute(&fx.pool)
-        .await
-        .expect("release");
+    stores.release().await;
     let worker = fx.start_worker_with(&settings).await;
     for &task in &held {
         assert_eq!(fx.settled(task).await.0, "COMPLETED");

@@ -119,28 +119,14 @@ async fn a_worker_killed_with_several_tasks_in_flight_loses_none_and_counts_none
     for service in [&auth, &api, &worker] {
         service.ready(&http).await;
     }
-    // While `hold` says so, the database refuses every thumbnail's store:
-    // the worker keeps those tasks in flight, retrying, for as long as the
-    // test wants.
+    // While everything is held, the database refuses every thumbnail's
+    // store: the worker keeps those tasks in flight, retrying, for as long
+    // as the test wants.
     let pool = sqlx::PgPool::connect(&stack.database_url)
         .await
         .expect("database");
-    sqlx::raw_sql(
-        "CREATE TABLE hold (held boolean NOT NULL);
-         INSERT INTO hold VALUES (true);
-         CREATE FUNCTION hold_stores() RETURNS trigger AS $$
-         BEGIN
-           IF (SELECT held FROM hold) THEN
-             RAISE EXCEPTION 'held by the test';
-           END IF;
-           RETURN NEW;
-         END $$ LANGUAGE plpgsql;
-         CREATE TRIGGER hold_stores BEFORE UPDATE ON tasks
-           FOR EACH ROW WHEN (NEW.status = 'COMPLETED') EXECUTE FUNCTION hold_stores();",
-    )
-    .execute(&pool)
-    .await
-    .expect("the trigger");
+    let stores = pixelflow_testkit::HeldStores::install(&pool).await;
+    stores.hold(None).await;
     let client = client(&auth, &api).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -162,10 +148,7 @@ async fn a_worker_killed_with_several_tasks_in_flight_loses_none_and_counts_none
         .expect("claims");
     assert_eq!(claimed, 3, "the worker took no more than its concurrency");
 
-    sqlx::query("UPDATE hold SET held = false")
-        .execute(&pool)
-        .await
-        .expect("release");
+    stores.release().await;
     let worker = stack.worker_with(logs.path(), &settings);
     worker.ready(&http).await;
     for id in &ids {

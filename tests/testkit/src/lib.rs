@@ -11,6 +11,7 @@
 
 mod broker;
 mod client;
+mod held;
 mod images;
 mod metrics;
 mod otlp;
@@ -23,6 +24,7 @@ use sqlx::{Connection, Executor, PgConnection};
 
 pub use broker::Broker;
 pub use client::{ApiClient, Task, TaskStatus, Uploaded};
+pub use held::HeldStores;
 pub use images::{jpeg, photo, photo_jpeg, photo_png, png, png_claiming, png_plain};
 pub use metrics::{assert_meets_spec, assert_promtool_clean, scrape};
 pub use otlp::{OtlpReceiver, RecordedSpan};
