@@ -47,6 +47,16 @@ impl Selection {
         }
     }
 
+    /// Libraries' spans traced too, at `info` and above, as a subscriber
+    /// without [`traced_crates`] would: only to measure what leaving them
+    /// out saves (`telemetry::levers`).
+    pub fn with_library_spans(mut self) -> Self {
+        if self.traced.is_some() {
+            self.traced = Some(Targets::new().with_default(tracing::Level::INFO));
+        }
+        self
+    }
+
     /// The verdict on a span callsite, when `LOG_LEVEL` is not to decide
     /// it: traced spans are on, others off unless span directives exist.
     fn span_verdict(&self, meta: &Metadata<'_>) -> Option<bool> {

@@ -44,9 +44,20 @@ impl Service {
         env: &[(&str, String)],
         logs: &std::path::Path,
     ) -> Self {
+        Self::spawn_binary(binary(name), name, port, env, logs)
+    }
+
+    /// [`Service::spawn`] of the binary at `path` (another build's).
+    pub fn spawn_binary(
+        path: PathBuf,
+        name: &'static str,
+        port: u16,
+        env: &[(&str, String)],
+        logs: &std::path::Path,
+    ) -> Self {
         let log = logs.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary(name))
+        let child = Command::new(path)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -147,6 +158,9 @@ pub struct Stack {
     pub group: String,
     pub ports: (u16, u16, u16),
     pub jwt_secret: String,
+    /// Where the binaries are, when not next to the running executable:
+    /// another build's, for a bench comparing builds.
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl Stack {
@@ -162,6 +176,20 @@ impl Stack {
                 pixelflow_testkit::free_port(),
             ),
             jwt_secret: jwt_secret.into(),
+            bin_dir: None,
+        }
+    }
+
+    fn spawn(
+        &self,
+        name: &'static str,
+        port: u16,
+        env: &[(&str, String)],
+        logs: &std::path::Path,
+    ) -> Service {
+        match &self.bin_dir {
+            Some(dir) => Service::spawn_binary(dir.join(name), name, port, env, logs),
+            None => Service::spawn(name, port, env, logs),
         }
     }
 
@@ -204,7 +232,7 @@ impl Stack {
         let mut env = self.common("PORT", self.ports.0);
         env.push(("JWT_SECRET", self.jwt_secret.clone()));
         env.extend_from_slice(extra);
-        Service::spawn("auth", self.ports.0, &env, logs)
+        self.spawn("auth", self.ports.0, &env, logs)
     }
 
     pub fn api(&self, logs: &std::path::Path) -> Service {
@@ -219,7 +247,7 @@ impl Stack {
             format!("http://127.0.0.1:{}", self.ports.0),
         ));
         env.extend_from_slice(extra);
-        Service::spawn("api", self.ports.1, &env, logs)
+        self.spawn("api", self.ports.1, &env, logs)
     }
 
     pub fn worker(&self, logs: &std::path::Path) -> Service {
@@ -231,7 +259,7 @@ impl Stack {
         let mut env = self.common("METRICS_PORT", self.ports.2);
         env.push(("KAFKA_GROUP_ID", self.group.clone()));
         env.extend_from_slice(extra);
-        Service::spawn("worker", self.ports.2, &env, logs)
+        self.spawn("worker", self.ports.2, &env, logs)
     }
 }
 

@@ -1,5 +1,7 @@
-//! Closed-loop HTTP load for the benches: clients that send the next
-//! request as soon as the last is answered, and the figures of a run.
+//! HTTP load for the benches, closed loop (clients that send the next
+//! request as soon as the last is answered: what a server can take) and
+//! open loop (requests on a fixed schedule: how a server answers a given
+//! rate), and the figures of a run.
 
 use std::time::{Duration, Instant};
 
@@ -81,6 +83,68 @@ pub async fn load(
     stats
 }
 
+/// `rate` requests per second on `url` for `duration`, open loop: each
+/// request leaves at its scheduled time whether or not earlier ones were
+/// answered, and its latency runs from that scheduled time. A server that
+/// stalls therefore pays for every request it held up, not only the one
+/// it was slow to answer (no coordinated omission). A thread of its own
+/// keeps the schedule, with `thread::sleep`'s precision rather than the
+/// runtime timer's millisecond.
+pub async fn open_loop(
+    http: &reqwest::Client,
+    url: &str,
+    bearer: Option<&str>,
+    rate: f64,
+    duration: Duration,
+) -> Stats {
+    let count = (rate * duration.as_secs_f64()).round() as u64;
+    let (due, mut departures) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let start = Instant::now() + Duration::from_millis(5);
+    let pacer = std::thread::spawn(move || {
+        for i in 0..count {
+            let at = start + Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if due.send(at).is_err() {
+                break;
+            }
+        }
+    });
+    let mut requests = tokio::task::JoinSet::new();
+    while let Some(scheduled) = departures.recv().await {
+        let mut request = http.get(url);
+        if let Some(b) = bearer {
+            request = request.header("Authorization", b);
+        }
+        requests.spawn(async move {
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {
+                    r.bytes().await.ok().map(|_| scheduled.elapsed())
+                }
+                _ => None,
+            }
+        });
+    }
+    pacer.join().expect("pacer thread");
+    let mut stats = Stats {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(count as usize),
+    };
+    while let Some(answered) = requests.join_next().await {
+        match answered.expect("request task") {
+            Some(latency) => stats.latencies.push(latency),
+            None => stats.errors += 1,
+        }
+    }
+    stats.elapsed = start.elapsed();
+    stats.requests = stats.latencies.len();
+    stats.latencies.sort();
+    stats
+}
+
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -128,10 +192,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Against a floor: met when the whole interval is at or above it.
     pub fn of(interval: Option<(f64, f64)>, target: f64) -> Self {
         match interval {
             Some((low, _)) if low >= target => Verdict::Met,
             Some((_, high)) if high < target => Verdict::NotMet,
+            _ => Verdict::Undecided,
+        }
+    }
+
+    /// Against a ceiling: met when the whole interval is at or below it,
+    /// not met when all of it is above.
+    pub fn at_most(interval: Option<(f64, f64)>, target: f64) -> Self {
+        match interval {
+            Some((_, high)) if high <= target => Verdict::Met,
+            Some((low, _)) if low > target => Verdict::NotMet,
             _ => Verdict::Undecided,
         }
     }
@@ -182,5 +257,50 @@ mod tests {
         assert_eq!(Verdict::of(Some((0.80, 0.89)), 0.9), Verdict::NotMet);
         assert_eq!(Verdict::of(Some((0.88, 0.92)), 0.9), Verdict::Undecided);
         assert_eq!(Verdict::of(None, 0.9), Verdict::Undecided);
+    }
+
+    #[test]
+    fn a_ceiling_is_met_only_when_the_whole_interval_is_under_it() {
+        assert_eq!(Verdict::at_most(Some((1.02, 1.08)), 1.1), Verdict::Met);
+        assert_eq!(Verdict::at_most(Some((1.12, 1.20)), 1.1), Verdict::NotMet);
+        assert_eq!(Verdict::at_most(Some((1.05, 1.15)), 1.1), Verdict::Undecided);
+        assert_eq!(Verdict::at_most(None, 1.1), Verdict::Undecided);
+    }
+
+    /// A server that answers one request at a time, each after 20 ms.
+    async fn one_at_a_time() -> String {
+        let busy = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let busy = busy.clone();
+                async move {
+                    let _held = busy.lock().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn open_loop_sends_on_schedule_and_charges_the_queue_to_the_latency() {
+        let url = one_at_a_time().await;
+        let http = reqwest::Client::new();
+        // 200 a second for 0.1 s: 20 requests, sent whatever the answers;
+        // a closed loop would have sent about 5 in that time.
+        let stats = open_loop(&http, &url, None, 200.0, Duration::from_millis(100)).await;
+        assert_eq!((stats.requests, stats.errors), (20, 0));
+        // The last waits for the 19 before it (380 ms of service) less the
+        // 95 ms by which its schedule came later: the queue is in its
+        // latency, not hidden by a client that waited before sending.
+        let slowest = *stats.latencies.last().expect("latencies");
+        assert!(slowest >= Duration::from_millis(280), "{slowest:?}");
     }
 }

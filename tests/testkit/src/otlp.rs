@@ -2,7 +2,7 @@
 //! OpenTelemetry proto messages (real protobuf, as a collector reads it)
 //! and keeps every span for the test to look at.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,7 +45,17 @@ pub struct OtlpReceiver {
     pub endpoint: String,
     spans: Spans,
     counted: Arc<std::sync::atomic::AtomicU64>,
+    traces: Traces,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// Per trace id: its spans so far, and its root span's name once seen.
+type Traces = Arc<Mutex<HashMap<Vec<u8>, TraceTally>>>;
+
+#[derive(Default)]
+struct TraceTally {
+    root: Option<String>,
+    spans: u64,
 }
 
 #[derive(Clone)]
@@ -55,6 +65,8 @@ struct Shared {
     counted: Arc<std::sync::atomic::AtomicU64>,
     /// Whether decoded spans are kept for [`OtlpReceiver::spans`].
     keep: bool,
+    /// Counting receivers tally spans per trace ([`OtlpReceiver::counts`]).
+    traces: Traces,
 }
 
 impl OtlpReceiver {
@@ -76,6 +88,28 @@ impl OtlpReceiver {
         self.counted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// For benches, from a counting receiver: `{"spans": N, "traces":
+    /// {ROOT: {"traces": T, "spans": S}}}`, the spans of the traces whose
+    /// root span is named ROOT (`"GET /api/tasks"`), so that spans per
+    /// request is `S / T` whatever else the run traced. Traces whose root
+    /// never arrived are under `""`.
+    pub fn counts(&self) -> serde_json::Value {
+        let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_root: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for tally in traces.values() {
+            let entry = by_root.entry(tally.root.as_deref().unwrap_or("")).or_default();
+            entry.0 += 1;
+            entry.1 += tally.spans;
+        }
+        let by_root: serde_json::Map<String, serde_json::Value> = by_root
+            .into_iter()
+            .map(|(root, (traces, spans))| {
+                (root.to_string(), serde_json::json!({ "traces": traces, "spans": spans }))
+            })
+            .collect();
+        serde_json::json!({ "spans": self.counted(), "traces": by_root })
+    }
+
     async fn serve(keep: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -85,6 +119,7 @@ impl OtlpReceiver {
             spans: Spans::default(),
             counted: Arc::default(),
             keep,
+            traces: Traces::default(),
         };
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::post(export))
@@ -96,6 +131,7 @@ impl OtlpReceiver {
             endpoint: format!("http://{address}"),
             spans: shared.spans,
             counted: shared.counted,
+            traces: shared.traces,
             server,
         }
     }
@@ -152,6 +188,21 @@ async fn export(State(shared): State<Shared>, body: Bytes) -> axum::response::Re
     shared
         .counted
         .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+    if !shared.keep {
+        let mut traces = shared.traces.lock().unwrap_or_else(|p| p.into_inner());
+        for span in request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            let tally = traces.entry(span.trace_id.clone()).or_default();
+            tally.spans += 1;
+            if span.parent_span_id.is_empty() {
+                tally.root = Some(span.name.clone());
+            }
+        }
+    }
     let mut decoded = Vec::new();
     for resource_spans in request.resource_spans.into_iter().filter(|_| shared.keep) {
         let service = resource_spans

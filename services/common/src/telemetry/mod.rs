@@ -19,6 +19,7 @@
 
 mod export;
 mod leaf;
+pub mod levers;
 mod propagation;
 mod settings;
 mod subscriber;
@@ -31,7 +32,7 @@ pub use export::ReportOnce;
 pub use leaf::{db_span, Leaf, Timed, TimedBy};
 pub use propagation::{set_parent, started, traceparent};
 pub use settings::Tracing;
-pub use subscriber::{init, traced_subscriber, Telemetry};
+pub use subscriber::{init, traced_subscriber, traced_subscriber_with, Telemetry};
 
 /// The W3C trace-context header, on HTTP requests and answers and on Kafka
 /// records.

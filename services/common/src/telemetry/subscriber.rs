@@ -12,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use super::export::ReportOnce;
+use super::levers::Defaults;
 use super::settings::Tracing;
 use crate::filter::Selection;
 use crate::logging::{logs_only_subscriber, JsonLogs};
@@ -28,6 +29,15 @@ impl Telemetry {
     /// collector that is away must not hold up a stop).
     pub fn shutdown(mut self) {
         self.stop();
+    }
+
+    /// Exports every span queued so far and waits for the export to end.
+    /// For measurements that must not carry one phase's exports into the
+    /// next (`examples/trace_path.rs` in api).
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider {
+            let _ = provider.force_flush();
+        }
     }
 
     fn stop(&mut self) {
@@ -47,9 +57,13 @@ impl Drop for Telemetry {
 /// their trace through `trace_id`, and copying each into its span as a
 /// span event would export every line twice (the tracing bench measured
 /// that cost).
+///
+/// [`Defaults`] can put the events back, and the enters and exits that
+/// busy/idle time and context activation need, to measure what they cost.
 struct SpansOnly<L> {
     layer: L,
     leaves: LeafTracer,
+    restored: Defaults,
 }
 
 /// The tracer [`Leaf`] spans are made with, found through the subscriber
@@ -106,6 +120,23 @@ where
     // span when the span closes, which for ours is the same moment: each
     // closes as the work it times returns (checked by
     // `an_entered_span_ends_when_it_closes`).
+    fn on_enter(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if self.restored.enters_and_exits() {
+            self.layer.on_enter(id, ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        if self.restored.enters_and_exits() {
+            self.layer.on_exit(id, ctx);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if self.restored.events {
+            self.layer.on_event(event, ctx);
+        }
+    }
 
     fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
         self.layer.on_close(id, ctx);
@@ -141,8 +172,15 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
             .map_err(|e| e.to_string())?;
         return Ok(Telemetry { provider: None });
     };
-    traced_subscriber(service, filter, provider.tracer(service), std::io::stdout)
-        .try_init()
+    let restored = Defaults::from_process_env()?;
+    traced_subscriber_with(
+        service,
+        filter,
+        provider.tracer(service),
+        std::io::stdout,
+        restored,
+    )
+    .try_init()
         .map_err(|e| e.to_string())?;
     Ok(Telemetry {
         provider: Some(provider),
@@ -162,29 +200,49 @@ pub fn traced_subscriber<W>(
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    traced_subscriber_with(service, filter, tracer, writer, Defaults::default())
+}
+
+/// [`traced_subscriber`] with some of tracing-opentelemetry's defaults
+/// `restored` ([`Defaults`]), to measure what each change from them saves.
+pub fn traced_subscriber_with<W>(
+    service: &'static str,
+    filter: EnvFilter,
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+    writer: W,
+    restored: Defaults,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let leaves = LeafTracer(tracer.clone());
     let spans = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         // Per-span extras that cost an allocation each and say little
         // here: source location, thread, target.
-        .with_location(false)
-        .with_target(false)
-        .with_threads(false)
+        .with_location(restored.location)
+        .with_target(restored.target)
+        .with_threads(restored.threads)
         // Both need the layer to hear of enters and exits, which
         // `SpansOnly` keeps from it: busy/idle time would read all idle,
         // and a span's parent would be looked up in an OpenTelemetry
         // "current" context nothing sets. Off, the parent is tracing's
         // current span. Spans that log are started by [`started`], which
         // gives their lines the ids.
-        .with_tracked_inactivity(false)
-        .with_context_activation(false);
+        .with_tracked_inactivity(restored.inactivity)
+        .with_context_activation(restored.context);
+    let mut selection = Selection::new(filter, true);
+    if restored.library {
+        selection = selection.with_library_spans();
+    }
     tracing_subscriber::registry()
         .with(JsonLogs::new(service, writer))
         .with(SpansOnly {
             layer: spans,
             leaves,
+            restored,
         })
-        .with(Selection::new(filter, true))
+        .with(selection)
 }
 
 fn provider(service: &'static str, tracing: &Tracing) -> Result<Option<SdkTracerProvider>, String> {
