@@ -92,20 +92,19 @@ async fn run(mode: &str, requests: usize) -> anyhow::Result<()> {
     let telemetry = telemetry::init("api", "info", &tracing).map_err(anyhow::Error::msg)?;
 
     let database_url = pixelflow_testkit::fresh_database().await;
-    let auth = pixelflow_auth::Application::build(pixelflow_auth::Settings::from_env(
-        &Env::pairs(&[
+    let auth =
+        pixelflow_auth::Application::build(pixelflow_auth::Settings::from_env(&Env::pairs(&[
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("DATABASE_URL", &database_url),
             ("JWT_SECRET", SECRET),
-        ]),
-    )?)
-    .await?;
+        ]))?)
+        .await?;
     let auth_url = format!("http://{}", auth.local_addr());
     tokio::spawn(auth.run(std::future::pending()));
     let brokers = pixelflow_testkit::kafka_brokers();
-    let api = pixelflow_api::Application::build(pixelflow_api::Settings::from_env(&Env::pairs(
-        &[
+    let api =
+        pixelflow_api::Application::build(pixelflow_api::Settings::from_env(&Env::pairs(&[
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
             ("DATABASE_URL", &database_url),
@@ -114,9 +113,8 @@ async fn run(mode: &str, requests: usize) -> anyhow::Result<()> {
             // Nothing is uploaded: the relay's timer would only add work
             // that grows with the run's length, not with its requests.
             ("OUTBOX_POLL_INTERVAL_MS", "3600000"),
-        ],
-    ))?)
-    .await?;
+        ]))?)
+        .await?;
     let url = format!("http://{}/api/tasks", api.local_addr());
     tokio::spawn(api.run(std::future::pending()));
 
@@ -129,7 +127,11 @@ async fn run(mode: &str, requests: usize) -> anyhow::Result<()> {
             .send()
             .await
             .context("GET /api/tasks")?;
-        anyhow::ensure!(answer.status().is_success(), "GET /api/tasks: {}", answer.status());
+        anyhow::ensure!(
+            answer.status().is_success(),
+            "GET /api/tasks: {}",
+            answer.status()
+        );
         answer.bytes().await.context("GET /api/tasks body")
     };
     for _ in 0..WARM_UP {

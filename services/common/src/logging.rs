@@ -65,9 +65,9 @@ impl<W> JsonLogs<W> {
         json(&mut line, meta.target());
         if let Some((trace_id, span_id)) = ids {
             line.extend_from_slice(b",\"trace_id\":\"");
-            line.extend(crate::hex::hex_digits(&trace_id.to_bytes()));
+            crate::hex::extend_hex(&mut line, &trace_id.to_bytes());
             line.extend_from_slice(b"\",\"span_id\":\"");
-            line.extend(crate::hex::hex_digits(&span_id.to_bytes()));
+            crate::hex::extend_hex(&mut line, &span_id.to_bytes());
             line.push(b'"');
         }
         line.extend_from_slice(&fields.rest);

@@ -14,7 +14,8 @@
 //!   (`BENCH_LEVERS=location,threads,...` or `all`; see
 //!   `pixelflow_common::telemetry::levers`), the batch processor's batch
 //!   size (`BENCH_BATCH_SIZES=64,2048`), or another build's binaries
-//!   (`BENCH_OTHER_BUILD=DIR`, with an "off" of that build as its baseline).
+//!   (`BENCH_OTHER_BUILD=DIR`: off, ids only and exporting of that build,
+//!   against its own "off").
 //!
 //! The load is open loop: requests leave on a fixed schedule whatever the
 //! answers do, and latency runs from the scheduled time, so a slow answer
@@ -221,11 +222,10 @@ async fn variants() -> Vec<Variant> {
         Variant::exporting("exporting", Vec::new()).await,
     ];
     for lever in env_list("BENCH_LEVERS") {
-        let env = vec![(
-            pixelflow_common::telemetry::levers::VARIABLE,
-            lever.clone(),
-        )];
-        variants.push(Variant::exporting(format!("exporting, {lever} as the library's default"), env).await);
+        let env = vec![(pixelflow_common::telemetry::levers::VARIABLE, lever.clone())];
+        variants.push(
+            Variant::exporting(format!("exporting, {lever} as the library's default"), env).await,
+        );
     }
     for size in env_list("BENCH_BATCH_SIZES") {
         let queue = size.parse::<u64>().unwrap_or(0).max(2048).to_string();
@@ -240,10 +240,14 @@ async fn variants() -> Vec<Variant> {
         let label = dir.display().to_string();
         let mut off = Variant::new(format!("off [{label}]"), Variant::off());
         off.build = Some(dir.clone());
+        let mut ids = Variant::new(
+            format!("ids only [{label}]"),
+            vec![("OTEL_TRACES_EXPORTER", "none".into())],
+        );
+        ids.build = Some(dir.clone());
         let mut exporting = Variant::exporting(format!("exporting [{label}]"), Vec::new()).await;
         exporting.build = Some(dir);
-        variants.push(off);
-        variants.push(exporting);
+        variants.extend([off, ids, exporting]);
     }
     variants
 }
@@ -271,23 +275,42 @@ async fn main() {
     eprintln!("variants: {}", names.join("; "));
 
     // The rate: half of what a tracing-off pair takes, unless given.
-    let rate = match std::env::var("BENCH_RATE").ok().and_then(|r| r.parse::<f64>().ok()) {
+    let rate = match std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok())
+    {
         Some(rate) => rate,
         None => {
             let pair = Pair::start(&http, &variants[0]).await;
-            load(&http, &pair.url(), Some(&pair.bearer), 16, Duration::from_secs(1)).await;
-            let capacity = load(&http, &pair.url(), Some(&pair.bearer), 16, Duration::from_secs(4))
-                .await
-                .rps();
+            load(
+                &http,
+                &pair.url(),
+                Some(&pair.bearer),
+                16,
+                Duration::from_secs(1),
+            )
+            .await;
+            let capacity = load(
+                &http,
+                &pair.url(),
+                Some(&pair.bearer),
+                16,
+                Duration::from_secs(4),
+            )
+            .await
+            .rps();
             let fraction = std::env::var("BENCH_LOAD")
                 .ok()
                 .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.5);
+                .unwrap_or(0.3);
             eprintln!("tracing-off capacity {capacity:.0} req/s (closed loop, 16 clients); rate {fraction} of it");
             (capacity * fraction).round()
         }
     };
-    eprintln!("open loop at {rate:.0} req/s, {} s per variant and run, {runs} runs in {blocks} blocks", seconds.as_secs());
+    eprintln!(
+        "open loop at {rate:.0} req/s, {} s per variant and run, {runs} runs in {blocks} blocks",
+        seconds.as_secs()
+    );
 
     // results[variant][run]
     let mut results: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
@@ -298,7 +321,14 @@ async fn main() {
             pairs.push(Pair::start(&http, variant).await);
         }
         for pair in &pairs {
-            open_loop(&http, &pair.url(), Some(&pair.bearer), rate, Duration::from_secs(1)).await; // warm-up
+            open_loop(
+                &http,
+                &pair.url(),
+                Some(&pair.bearer),
+                rate,
+                Duration::from_secs(1),
+            )
+            .await; // warm-up
         }
         let block_runs = runs / blocks + usize::from(block < runs % blocks);
         for _ in 0..block_runs {
@@ -353,7 +383,15 @@ async fn main() {
     println!("open loop, {rate:.0} req/s; medians of {runs} runs, 95% intervals in brackets; CPU is api and auth together");
     println!(
         "{:<48} {:>9} {:>22} {:>8} {:>8} {:>22} {:>9} {:>10} {:>10}",
-        "variant", "CPU µs", "CPU / off", "p50 ms", "p99 ms", "p99 / off", "spans", "µs / span", "errors"
+        "variant",
+        "CPU µs",
+        "CPU / off",
+        "p50 ms",
+        "p99 ms",
+        "p99 / off",
+        "spans",
+        "µs / span",
+        "errors"
     );
     for ((variant, runs_of), received) in variants.iter().zip(&results).zip(&counts) {
         let cpu: Vec<f64> = runs_of.iter().map(Run::cpu_us).collect();
@@ -372,7 +410,12 @@ async fn main() {
             .enumerate()
             .map(|(r, run)| run.cpu_us() - baseline_of(&variant.build, r, &Run::cpu_us))
             .collect();
-        let p50 = median(runs_of.iter().map(|r| ms(r.stats.percentile(0.5))).collect());
+        let p50 = median(
+            runs_of
+                .iter()
+                .map(|r| ms(r.stats.percentile(0.5)))
+                .collect(),
+        );
         let p99 = median(runs_of.iter().map(Run::p99_ms).collect());
         let api_us = median(
             runs_of
@@ -392,7 +435,11 @@ async fn main() {
         // structure is the same without export, so "ids only" uses the
         // main exporting variant's.
         let spans_per_request = received
-            .or(if variant.name == "ids only" { counts[3] } else { None })
+            .or(if variant.name.starts_with("ids only") {
+                counts[3]
+            } else {
+                None
+            })
             .filter(|(traces, _)| *traces > 0)
             .map(|(traces, spans)| spans as f64 / traces as f64);
         let added_us = median(added.clone());

@@ -263,7 +263,10 @@ mod tests {
     fn a_ceiling_is_met_only_when_the_whole_interval_is_under_it() {
         assert_eq!(Verdict::at_most(Some((1.02, 1.08)), 1.1), Verdict::Met);
         assert_eq!(Verdict::at_most(Some((1.12, 1.20)), 1.1), Verdict::NotMet);
-        assert_eq!(Verdict::at_most(Some((1.05, 1.15)), 1.1), Verdict::Undecided);
+        assert_eq!(
+            Verdict::at_most(Some((1.05, 1.15)), 1.1),
+            Verdict::Undecided
+        );
         assert_eq!(Verdict::at_most(None, 1.1), Verdict::Undecided);
     }
 

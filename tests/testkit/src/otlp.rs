@@ -97,14 +97,19 @@ impl OtlpReceiver {
         let traces = self.traces.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_root: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for tally in traces.values() {
-            let entry = by_root.entry(tally.root.as_deref().unwrap_or("")).or_default();
+            let entry = by_root
+                .entry(tally.root.as_deref().unwrap_or(""))
+                .or_default();
             entry.0 += 1;
             entry.1 += tally.spans;
         }
         let by_root: serde_json::Map<String, serde_json::Value> = by_root
             .into_iter()
             .map(|(root, (traces, spans))| {
-                (root.to_string(), serde_json::json!({ "traces": traces, "spans": spans }))
+                (
+                    root.to_string(),
+                    serde_json::json!({ "traces": traces, "spans": spans }),
+                )
             })
             .collect();
         serde_json::json!({ "spans": self.counted(), "traces": by_root })

@@ -140,6 +140,9 @@ mod tests {
     #[test]
     fn an_unknown_lever_is_refused_with_the_names_that_exist() {
         let error = Defaults::parse("location,colour").expect_err("unknown");
-        assert!(error.contains("\"colour\"") && error.contains("inactivity"), "{error}");
+        assert!(
+            error.contains("\"colour\"") && error.contains("inactivity"),
+            "{error}"
+        );
     }
 }

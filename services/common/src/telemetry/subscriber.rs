@@ -181,7 +181,7 @@ pub fn init(service: &'static str, level: &str, tracing: &Tracing) -> Result<Tel
         restored,
     )
     .try_init()
-        .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?;
     Ok(Telemetry {
         provider: Some(provider),
     })

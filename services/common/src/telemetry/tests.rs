@@ -407,3 +407,81 @@ fn a_protocol_that_is_not_built_in_is_refused_by_name() {
     );
     assert!(error.to_string().contains("http/protobuf"), "{error}");
 }
+
+/// The span one info line was logged in, under the traced subscriber with
+/// `restored` put back to the library's defaults.
+fn span_with(restored: super::levers::Defaults) -> SpanData {
+    let (kept, provider) = kept_spans();
+    let subscriber = super::traced_subscriber_with(
+        "api",
+        EnvFilter::new("info"),
+        provider.tracer("api"),
+        std::io::sink,
+        restored,
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        let span = started(tracing::info_span!(target: "pixelflow_api", "http request"));
+        let _in = span.enter();
+        tracing::info!(target: "pixelflow_api", "inside");
+    });
+    let spans = kept.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    spans[0].clone()
+}
+
+fn has_attribute(span: &SpanData, key: &str) -> bool {
+    span.attributes.iter().any(|kv| kv.key.as_str() == key)
+}
+
+#[test]
+fn each_restored_default_reaches_the_layer_and_the_tuned_subscriber_has_none() {
+    use super::levers::Defaults;
+    let tuned = span_with(Defaults::default());
+    assert!(tuned.events.is_empty());
+    for key in ["code.file.path", "thread.id", "target", "busy_ns"] {
+        assert!(
+            !has_attribute(&tuned, key),
+            "{key} in {:?}",
+            tuned.attributes
+        );
+    }
+    let restored = |defaults: Defaults| span_with(defaults);
+    assert!(has_attribute(
+        &restored(Defaults {
+            location: true,
+            ..Defaults::default()
+        }),
+        "code.file.path"
+    ));
+    assert!(has_attribute(
+        &restored(Defaults {
+            threads: true,
+            ..Defaults::default()
+        }),
+        "thread.id"
+    ));
+    assert!(has_attribute(
+        &restored(Defaults {
+            target: true,
+            ..Defaults::default()
+        }),
+        "target"
+    ));
+    assert!(has_attribute(
+        &restored(Defaults {
+            inactivity: true,
+            ..Defaults::default()
+        }),
+        "busy_ns"
+    ));
+    assert_eq!(
+        restored(Defaults {
+            events: true,
+            ..Defaults::default()
+        })
+        .events
+        .len(),
+        1,
+        "the line, copied into its span"
+    );
+}
