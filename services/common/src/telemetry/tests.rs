@@ -436,51 +436,59 @@ fn has_attribute(span: &SpanData, key: &str) -> bool {
 #[test]
 fn each_restored_default_reaches_the_layer_and_the_tuned_subscriber_has_none() {
     use super::levers::Defaults;
-    let tuned = span_with(Defaults::default());
+    let none = Defaults::default();
+    // What each restored default adds to the span, as the library names it.
+    let added = [
+        (
+            Defaults {
+                location: true,
+                ..none
+            },
+            "code.file.path",
+        ),
+        (
+            Defaults {
+                threads: true,
+                ..none
+            },
+            "thread.id",
+        ),
+        (
+            Defaults {
+                target: true,
+                ..none
+            },
+            "target",
+        ),
+        (
+            Defaults {
+                inactivity: true,
+                ..none
+            },
+            "busy_ns",
+        ),
+    ];
+    let tuned = span_with(none);
     assert!(tuned.events.is_empty());
-    for key in ["code.file.path", "thread.id", "target", "busy_ns"] {
+    for (restored, key) in added {
         assert!(
             !has_attribute(&tuned, key),
             "{key} in {:?}",
             tuned.attributes
         );
+        let span = span_with(restored);
+        assert!(
+            has_attribute(&span, key),
+            "{restored}: no {key} in {:?}",
+            span.attributes
+        );
     }
-    let restored = |defaults: Defaults| span_with(defaults);
-    assert!(has_attribute(
-        &restored(Defaults {
-            location: true,
-            ..Defaults::default()
-        }),
-        "code.file.path"
-    ));
-    assert!(has_attribute(
-        &restored(Defaults {
-            threads: true,
-            ..Defaults::default()
-        }),
-        "thread.id"
-    ));
-    assert!(has_attribute(
-        &restored(Defaults {
-            target: true,
-            ..Defaults::default()
-        }),
-        "target"
-    ));
-    assert!(has_attribute(
-        &restored(Defaults {
-            inactivity: true,
-            ..Defaults::default()
-        }),
-        "busy_ns"
-    ));
+    let with_events = span_with(Defaults {
+        events: true,
+        ..none
+    });
     assert_eq!(
-        restored(Defaults {
-            events: true,
-            ..Defaults::default()
-        })
-        .events
-        .len(),
+        with_events.events.len(),
         1,
         "the line, copied into its span"
     );
