@@ -119,7 +119,9 @@ where
     // request's future. Untold, it ends a
     // span when the span closes, which for ours is the same moment: each
     // closes as the work it times returns (checked by
-    // `an_entered_span_ends_when_it_closes`).
+    // `an_entered_span_ends_when_it_closes`). Told only when `restored`
+    // puts back busy/idle time or context activation, which need them;
+    // likewise events, only when it puts back span events.
     fn on_enter(&self, id: &tracing::span::Id, ctx: Context<'_, S>) {
         if self.restored.enters_and_exits() {
             self.layer.on_enter(id, ctx);
