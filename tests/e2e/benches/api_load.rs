@@ -130,7 +130,7 @@ async fn main() {
             "cost_percent": (1.0 - metered_rps / bare_rps) * 100.0,
         },
         "get_api_tasks": {
-            "rps": tasks.rps(), "requests": tasks.requests, "errors": tasks.errors,
+            "rps": tasks.rps(), "requests": tasks.requests(), "errors": tasks.errors,
             "p50_ms": ms(tasks.percentile(0.50)), "p99_ms": ms(tasks.percentile(0.99)),
         },
         "metrics_scrape": {

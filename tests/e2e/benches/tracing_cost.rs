@@ -196,7 +196,7 @@ struct Run {
 impl Run {
     /// CPU per answered request, api and auth together, in µs.
     fn cpu_us(&self) -> f64 {
-        (self.api + self.auth).as_secs_f64() * 1e6 / self.stats.requests.max(1) as f64
+        (self.api + self.auth).as_secs_f64() * 1e6 / self.stats.requests().max(1) as f64
     }
 
     fn p99_ms(&self) -> f64 {
@@ -379,6 +379,10 @@ async fn main() {
         "settings".into(),
         json!({ "rate": rate, "seconds": seconds.as_secs(), "runs": runs, "blocks": blocks }),
     );
+    let exporting_counts = variants
+        .iter()
+        .position(|v| v.name == "exporting")
+        .and_then(|i| counts[i]);
     let mut verdicts = serde_json::Map::new();
     println!("open loop, {rate:.0} req/s; medians of {runs} runs, 95% intervals in brackets; CPU is api and auth together");
     println!(
@@ -420,23 +424,23 @@ async fn main() {
         let api_us = median(
             runs_of
                 .iter()
-                .map(|r| r.api.as_secs_f64() * 1e6 / r.stats.requests.max(1) as f64)
+                .map(|r| r.api.as_secs_f64() * 1e6 / r.stats.requests().max(1) as f64)
                 .collect(),
         );
         let auth_us = median(
             runs_of
                 .iter()
-                .map(|r| r.auth.as_secs_f64() * 1e6 / r.stats.requests.max(1) as f64)
+                .map(|r| r.auth.as_secs_f64() * 1e6 / r.stats.requests().max(1) as f64)
                 .collect(),
         );
         let errors: usize = runs_of.iter().map(|r| r.stats.errors).sum();
-        let answered: usize = runs_of.iter().map(|r| r.stats.requests).sum();
+        let answered: usize = runs_of.iter().map(|r| r.stats.requests()).sum();
         // Spans per request, from an exporting variant's receiver; the
         // structure is the same without export, so "ids only" uses the
         // main exporting variant's.
         let spans_per_request = received
             .or(if variant.name.starts_with("ids only") {
-                counts[3]
+                exporting_counts
             } else {
                 None
             })

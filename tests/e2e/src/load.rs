@@ -6,15 +6,30 @@
 use std::time::{Duration, Instant};
 
 pub struct Stats {
-    pub requests: usize,
     pub errors: usize,
     pub elapsed: Duration,
+    /// Of the answered requests, sorted.
     pub latencies: Vec<Duration>,
 }
 
 impl Stats {
+    /// The figures of a load that began at `start` and ends now.
+    fn finished(mut latencies: Vec<Duration>, errors: usize, start: Instant) -> Self {
+        latencies.sort();
+        Self {
+            errors,
+            elapsed: start.elapsed(),
+            latencies,
+        }
+    }
+
+    /// Requests answered with a success.
+    pub fn requests(&self) -> usize {
+        self.latencies.len()
+    }
+
     pub fn rps(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
+        self.requests() as f64 / self.elapsed.as_secs_f64()
     }
     pub fn percentile(&self, p: f64) -> Duration {
         if self.latencies.is_empty() {
@@ -66,21 +81,13 @@ pub async fn load(
             (latencies, errors)
         }));
     }
-    let mut stats = Stats {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
+    let (mut latencies, mut errors) = (Vec::new(), 0);
     for task in tasks {
-        let (latencies, errors) = task.await.expect("load task");
-        stats.latencies.extend(latencies);
-        stats.errors += errors;
+        let (answered, failed) = task.await.expect("load task");
+        latencies.extend(answered);
+        errors += failed;
     }
-    stats.elapsed = start.elapsed();
-    stats.requests = stats.latencies.len();
-    stats.latencies.sort();
-    stats
+    Stats::finished(latencies, errors, start)
 }
 
 /// `rate` requests per second on `url` for `duration`, open loop: each
@@ -127,22 +134,14 @@ pub async fn open_loop(
         });
     }
     pacer.join().expect("pacer thread");
-    let mut stats = Stats {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::with_capacity(count as usize),
-    };
+    let (mut latencies, mut errors) = (Vec::with_capacity(count as usize), 0);
     while let Some(answered) = requests.join_next().await {
         match answered.expect("request task") {
-            Some(latency) => stats.latencies.push(latency),
-            None => stats.errors += 1,
+            Some(latency) => latencies.push(latency),
+            None => errors += 1,
         }
     }
-    stats.elapsed = start.elapsed();
-    stats.requests = stats.latencies.len();
-    stats.latencies.sort();
-    stats
+    Stats::finished(latencies, errors, start)
 }
 
 pub fn median(mut values: Vec<f64>) -> f64 {
@@ -299,7 +298,7 @@ mod tests {
         // 200 a second for 0.1 s: 20 requests, sent whatever the answers;
         // a closed loop would have sent about 5 in that time.
         let stats = open_loop(&http, &url, None, 200.0, Duration::from_millis(100)).await;
-        assert_eq!((stats.requests, stats.errors), (20, 0));
+        assert_eq!((stats.requests(), stats.errors), (20, 0));
         // The last waits for the 19 before it (380 ms of service) less the
         // 95 ms by which its schedule came later: the queue is in its
         // latency, not hidden by a client that waited before sending.
