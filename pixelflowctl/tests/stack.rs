@@ -217,9 +217,9 @@ async fn the_default_up_builds_runs_and_manages_the_whole_stack_without_losing_w
     drills_prove_their_alerts_fire_and_resolve_and_lose_nothing(&stack, &bystander).await;
     a_stopped_service_is_named_with_how_to_start_it_alone(&stack).await;
     down_with_a_task_in_hand_and_up_again_complete_it(&stack, &user).await;
-    // Last before `down -v`: tansu never times a member out, so partitions
-    // of the replicas scaled away would wait for them (Kafka hands them
-    // over after session.timeout.ms).
+    // Last before `down -v`: the partitions of the replicas scaled away
+    // wait for their sessions to time out (session.timeout.ms, 45 s) before
+    // the others take them over.
     three_worker_replicas_share_the_work_and_verify_sums_them(&stack, &user).await;
     down_v_removes_the_projects_objects_and_nothing_else(&stack, &bystander).await;
 }

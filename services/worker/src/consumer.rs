@@ -46,7 +46,7 @@ pub struct Processor {
 /// A consumer in `group` that commits by hand. With `instance_id`, a static
 /// member (`group.instance.id`): a worker restarted under the same id
 /// takes its partitions back at once instead of waiting for the broker to
-/// evict its dead predecessor (which the stand-in broker never does).
+/// evict its dead predecessor (after `session.timeout.ms`, 45 s).
 pub fn consumer(
     brokers: &str,
     group: &str,

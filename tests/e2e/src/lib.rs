@@ -256,10 +256,20 @@ impl Stack {
 
     /// worker with `extra` settings on top of the stack's.
     pub fn worker_with(&self, logs: &std::path::Path, extra: &[(&'static str, String)]) -> Service {
-        let mut env = self.common("METRICS_PORT", self.ports.2);
+        self.worker_at(self.ports.2, logs, extra)
+    }
+
+    /// Another worker of the same group, serving its metrics on `port`.
+    pub fn worker_at(
+        &self,
+        port: u16,
+        logs: &std::path::Path,
+        extra: &[(&'static str, String)],
+    ) -> Service {
+        let mut env = self.common("METRICS_PORT", port);
         env.push(("KAFKA_GROUP_ID", self.group.clone()));
         env.extend_from_slice(extra);
-        self.spawn("worker", self.ports.2, &env, logs)
+        self.spawn("worker", port, &env, logs)
     }
 }
 

@@ -1,9 +1,10 @@
 //! The services as processes under faults, with exact outcomes: a worker
-//! killed mid-task, and a task that kills every worker that takes it.
+//! killed mid-task, a task that kills every worker that takes it, a killed
+//! worker's partitions taken over by another.
 //!
 //! Workers run as static group members (`KAFKA_GROUP_INSTANCE_ID`), as in
-//! the compose stack: the stand-in broker never evicts a killed member, and
-//! with static membership a restarted worker takes its partitions back.
+//! the compose stack: a restarted worker takes its partitions back at once,
+//! without waiting for the broker to evict its dead predecessor.
 
 use std::time::Duration;
 
@@ -384,4 +385,70 @@ async fn a_postgres_restart_gets_json_503s_meanwhile_and_every_service_recovers_
         client.settled(&after, Duration::from_secs(60)).await.status,
         TaskStatus::Completed
     );
+}
+
+/// As with Kafka: a killed member keeps its partitions only until its
+/// session times out (`session.timeout.ms`, 45 s); then the group
+/// rebalances and the live member takes them over. (The stand-in broker
+/// kept them for the dead member forever until
+/// compose/standins/tansu-broker-0.6.0-groups.patch.)
+#[tokio::test]
+async fn a_killed_workers_partitions_go_to_the_other_worker_once_its_session_times_out() {
+    let stack = Stack::fresh(SECRET).await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let other_logs = tempfile::tempdir().expect("tempdir");
+    let auth = stack.auth(logs.path());
+    let api = stack.api(logs.path());
+    let doomed = stack.worker_with(
+        logs.path(),
+        &[("KAFKA_GROUP_INSTANCE_ID", "worker-doomed".to_string())],
+    );
+    let survivor = stack.worker_at(
+        pixelflow_testkit::free_port(),
+        other_logs.path(),
+        &[("KAFKA_GROUP_INSTANCE_ID", "worker-survivor".to_string())],
+    );
+    let http = reqwest::Client::new();
+    for service in [&auth, &api, &doomed, &survivor] {
+        service.ready(&http).await;
+    }
+    let client = client(&auth, &api).await;
+    let succeeded = |m: &pixelflow_testkit::Exposition| {
+        m.value_or_zero("worker_tasks_processed_total", &[("status", "success")])
+    };
+    // Both in the group, each with partitions: each has processed a task.
+    eventually(
+        "both workers to process tasks",
+        Duration::from_secs(120),
+        || async {
+            for _ in 0..3 {
+                let id = client.upload(pixelflow_testkit::png(64, 48)).await;
+                client.settled(&id, Duration::from_secs(60)).await;
+            }
+            let doomed_did = succeeded(&doomed.metrics().await);
+            let survivor_did = succeeded(&survivor.metrics().await);
+            (doomed_did >= 1.0 && survivor_did >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let before = succeeded(&survivor.metrics().await);
+    doomed.kill().await;
+
+    // Keyed by task id: the odds that none of a dozen lands on the dead
+    // member's partitions are at most (2/3)^12, under 1 %.
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(client.upload(pixelflow_testkit::png(64, 48)).await);
+    }
+    for id in &ids {
+        let task = client.settled(id, Duration::from_secs(120)).await;
+        assert_eq!(task.status, TaskStatus::Completed, "{}", task.json);
+    }
+    eventually(
+        "the survivor to count all twelve",
+        Duration::from_secs(10),
+        || async { (succeeded(&survivor.metrics().await) - before >= 12.0).then_some(()) },
+    )
+    .await;
+    assert_eq!(succeeded(&survivor.metrics().await) - before, 12.0);
 }

@@ -71,7 +71,7 @@ fn spawn(dir: &Path, port: u16) -> Child {
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
-                "cannot start {} (install with `cargo install tansu --locked --features dynostore,libsql`, or set TANSU_BIN): {e}",
+                "cannot start {} (install with compose/standins/install-tansu, or set TANSU_BIN): {e}",
                 Broker::binary()
             )
         })
