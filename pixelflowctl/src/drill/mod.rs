@@ -235,19 +235,7 @@ pub async fn run(
             "{}: interrupted; the stack is restored",
             drill.name
         ));
-        report(
-            drill,
-            &timeline,
-            &[Check::new(
-                "drill",
-                "ran to its end",
-                "not interrupted",
-                "interrupted (Ctrl-C)",
-                false,
-            )],
-            options,
-            printer,
-        )?;
+        report(drill, &timeline, &[interrupted()], options, printer)?;
         return Ok(ExitStatus::Failure);
     }
 
@@ -266,6 +254,9 @@ pub async fn run(
     let after = Counters::read(&http, &plan).await?;
     let completions = completions(engine, project, log_since).await?;
     let mut checks = timeline::alert_checks(drill, &timeline, options.until, bounds);
+    if recovered.interrupted {
+        checks.push(interrupted());
+    }
     checks.extend(outcome_checks(
         drill,
         &traffic,
@@ -281,6 +272,17 @@ pub async fn run(
     } else {
         ExitStatus::Failure
     })
+}
+
+/// The check a drill cut short by Ctrl-C fails.
+fn interrupted() -> Check {
+    Check::new(
+        "drill",
+        "ran to its end",
+        "not interrupted",
+        "interrupted (Ctrl-C)",
+        false,
+    )
 }
 
 enum Held {
@@ -584,6 +586,8 @@ struct Recovered {
     statuses: Vec<(String, String)>,
     ready_after: Option<u16>,
     outbox_pending: Option<f64>,
+    /// Ctrl-C stopped the wait: what was seen so far is reported.
+    interrupted: bool,
 }
 
 /// After the fault: every accepted task finished, the outbox drained, api
@@ -652,7 +656,15 @@ async fn recover(
             }
             return recovered;
         }
-        tokio::time::sleep(TICK).await;
+        // The fault is already undone: Ctrl-C only cuts the wait short.
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            _ = tokio::signal::ctrl_c() => {
+                timeline.note(fault_at.elapsed(), "interrupted (Ctrl-C) while waiting for the recovery");
+                recovered.interrupted = true;
+                return recovered;
+            }
+        }
     }
 }
 
